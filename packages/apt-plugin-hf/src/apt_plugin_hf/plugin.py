@@ -1,0 +1,3 @@
+"""Entry point of the ``hf`` plugin: hook implementations only, no heavy imports at module level."""
+
+APT_API_VERSION = 1
