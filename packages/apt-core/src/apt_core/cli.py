@@ -47,6 +47,13 @@ class APTGroup(click.Group):
         super().add_command(cmd, name)
         self._owners[name] = owner
 
+    def reset_plugin_commands(self) -> None:
+        """Forget plugin commands, so the next run registers them from the current plugin manager."""
+        for name in [n for n, owner in self._owners.items() if owner != "apt-core"]:
+            self.commands.pop(name, None)
+            del self._owners[name]
+        self._plugins_added = False
+
     def add_plugin_commands(self) -> None:
         """Call ``apt_register_commands`` once, attributing each command to its plugin."""
         if self._plugins_added:
@@ -55,7 +62,7 @@ class APTGroup(click.Group):
         from .plugins import get_plugin_manager
 
         pm = get_plugin_manager()
-        for impl in reversed(pm.hook.apt_register_commands.get_hookimpls()):
+        for impl in pm.hook.apt_register_commands.get_hookimpls():  # registration order
             self._registering_owner = pm.distribution_of(impl.plugin_name)
             try:
                 impl.function(cli=self)
@@ -78,16 +85,32 @@ class APTGroup(click.Group):
         return self.commands.get(name)
 
 
-class _RedactingFormatter(logging.Formatter):
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (so in-process test runners capture it), redacted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("apt-model: %(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # logging.StreamHandler assigns it; we always follow sys.stderr
+        pass
+
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
 
 
+_handler = _StderrHandler()
+
+
 def _setup_logging(debug: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_RedactingFormatter("apt-model: %(message)s"))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    if _handler not in root.handlers:
+        root.addHandler(_handler)
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
@@ -125,10 +148,10 @@ def main(args: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if args is None else args)
     no_plugins, debug = _early_flags(args)
     _setup_logging(debug)
-    if no_plugins:
-        from .plugins import configure
+    cli.reset_plugin_commands()
+    from . import plugins
 
-        configure(load=[])
+    previous = plugins.set_plugin_manager(plugins.make_plugin_manager(load=[])) if no_plugins else None
     try:
         cli.main(args=args, prog_name="apt-model", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -144,3 +167,6 @@ def main(args: list[str] | None = None) -> None:
             raise
         click.echo(f"error: {redact(str(exc))}", err=True)
         sys.exit(exc.exit_code)
+    finally:
+        if no_plugins:
+            plugins.set_plugin_manager(previous)

@@ -33,6 +33,7 @@ __all__ = [
     "set_plugin_manager",
     "make_plugin_manager",
     "plugin_infos",
+    "BUILTIN_NAME",
 ]
 
 API_VERSION = 1
@@ -250,14 +251,6 @@ def _register(pm: PluginManager, plugin: object, name: str, info: PluginInfo | N
 
 # The process-wide manager. Loaded lazily so that importing apt_core costs nothing.
 _current: PluginManager | None = None
-_overrides: dict = {}
-
-
-def configure(**kwargs) -> None:
-    """Set options for the process-wide manager before it is built (the CLI's ``--no-plugins``)."""
-    global _current
-    _overrides.update(kwargs)
-    _current = None
 
 
 def get_plugin_manager() -> PluginManager:
@@ -270,9 +263,7 @@ def get_plugin_manager() -> PluginManager:
         load = _split_names(os.environ.get("APT_LOAD_PLUGINS"))
         disable = set(_split_names(os.environ.get("APT_DISABLE_PLUGINS")) or [])
         disable.update(raw.get("disable", []))
-        options = {"load": load, "disable": sorted(disable)}
-        options.update(_overrides)
-        _current = make_plugin_manager(**options)
+        _current = make_plugin_manager(load=load, disable=sorted(disable))
     return _current
 
 

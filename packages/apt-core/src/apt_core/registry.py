@@ -62,9 +62,9 @@ def call_with_register(pm: PluginManager, hook_name: str, add: Callable[[str, tu
     plugin (other than a conflict, which is the user's to fix) marks that plugin failed.
     """
     caller = getattr(pm.hook, hook_name)
-    # pluggy calls implementations last-registered first; registering in registration order
+    # get_hookimpls() is in registration order (pluggy *calls* them in reverse); keeping that
     # makes the built-in core plugin the first owner of its names.
-    for impl in reversed(caller.get_hookimpls()):
+    for impl in caller.get_hookimpls():
         owner = pm.distribution_of(impl.plugin_name)
 
         def register(*args, _owner=owner, _plugin=impl.plugin_name):

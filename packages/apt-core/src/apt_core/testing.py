@@ -1,0 +1,99 @@
+"""Pytest fixtures for plugin authors (and for APT's own tests).
+
+Installed with apt-core as a pytest plugin (entry point ``pytest11``), so any test suite gets:
+
+``apt_pm``
+    Factory ``apt_pm(*plugins, entry_points=False, strict=True, **options)`` building a plugin
+    manager with the built-in core plugin plus the given plugin modules or objects, installed as the
+    process-wide manager for the rest of the test (so the CLI, registries, config and trainer see it).
+``apt_cli``
+    ``apt_cli(*args) -> CLIResult(exit_code, stdout, stderr)``: runs ``apt-model`` in-process.
+``tiny_checkpoint``
+    Path of a tiny trained-for-zero-steps APT checkpoint (byte-level tokenizer), made once per session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .plugins import make_plugin_manager, set_plugin_manager
+
+__all__ = ["CLIResult", "run_cli", "apt_pm", "apt_cli", "tiny_checkpoint", "make_tiny_checkpoint"]
+
+
+@dataclass
+class CLIResult:
+    """What one in-process ``apt-model`` run produced."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_cli(*args: str) -> CLIResult:
+    """Run ``apt-model ARGS`` in this process and capture its exit code and output."""
+    from .cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(arg) for arg in args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return CLIResult(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def apt_pm():
+    """Factory for an isolated plugin manager, installed process-wide for the test's duration."""
+    previous = set_plugin_manager(None)
+
+    def make(*plugins, entry_points: bool = False, strict: bool = True, **options):
+        pm = make_plugin_manager(entry_points=entry_points, plugins=plugins, strict=strict, **options)
+        set_plugin_manager(pm)
+        return pm
+
+    yield make
+    set_plugin_manager(previous)
+
+
+@pytest.fixture
+def apt_cli():
+    """Run ``apt-model`` in-process: ``apt_cli("plugins", "--json").stdout``.
+
+    Uses the manager installed by ``apt_pm`` in the same test, else one built from the environment.
+    """
+    previous = set_plugin_manager(None)
+    yield run_cli
+    set_plugin_manager(previous)
+
+
+def make_tiny_checkpoint(path: Path) -> Path:
+    """Write a tiny, untrained APT checkpoint (byte-level tokenizer) to *path* and return it."""
+    import torch
+
+    from .checkpoint import save_checkpoint
+    from .model import APTConfig, APTModel
+    from .tokenizer import APTTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = APTTokenizer.byte_level()
+    model = APTModel(APTConfig.preset("tiny", vocab_size=tokenizer.vocab_size))
+    save_checkpoint(path, model=model, tokenizer=tokenizer)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A tiny APT checkpoint directory shared by the test session (treat it as read-only)."""
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("apt") / "tiny")
