@@ -81,7 +81,12 @@ class Backend:
 
 
 def require_sdk(module: str, extra: str):
-    """Import an SDK module or raise an APTError naming the extra that installs it."""
+    """Import an SDK module or raise an APTError naming the extra that installs it.
+
+    Every SDK-backed backend goes through here, so it is also where secret masking in log records
+    is switched on (SDK DEBUG logs print request headers).
+    """
+    install_log_redaction()
     try:
         return importlib.import_module(module)
     except ImportError:

@@ -1,0 +1,89 @@
+"""Fixtures: synthetic checkpoints, a real SeaweedFS, protocol-level OSS/Hub/ModelScope servers, a fault proxy."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from servers.fault_proxy import FaultProxy
+from servers.seaweed import start_seaweed
+
+from apt_plugin_cloud.retry import RetryPolicy
+from apt_plugin_cloud.transfer import TransferOptions
+
+# Tests must never reach a real cloud or pick up a developer's credentials.
+for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "HF_TOKEN",
+              "MODELSCOPE_API_TOKEN", "OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET"):
+    os.environ.pop(_name, None)
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+
+MB = 1024 * 1024
+
+
+def write_checkpoint(path: Path, seed: int = 0, model_mb: float = 3.0) -> Path:
+    """A checkpoint-shaped directory: JSON files plus a random 'tensor' file of *model_mb* MB."""
+    import random
+
+    rng = random.Random(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text('{"model_type": "apt", "d_model": 64, "n_layers": 2}\n')
+    (path / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "BPE"}}\n')
+    (path / "trainer_state.json").write_text('{"step": 10, "epoch": 0}\n')
+    (path / "model.safetensors").write_bytes(rng.randbytes(int(model_mb * MB)))
+    (path / "optimizer.safetensors").write_bytes(rng.randbytes(int(model_mb * MB // 2)))
+    (path / "sub").mkdir(exist_ok=True)
+    (path / "sub" / "empty.bin").write_bytes(b"")
+    return path
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def checkpoint(tmp_path) -> Path:
+    return write_checkpoint(tmp_path / "ckpt")
+
+
+@pytest.fixture
+def opts() -> TransferOptions:
+    """Small chunks so a few-MB checkpoint has many objects; fast retries."""
+    return TransferOptions(concurrency=4, progress=False, chunk_size=1 * MB,
+                           retry=RetryPolicy(max_attempts=6, base_delay=0.05, max_delay=0.5))
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    server = start_seaweed(tmp_path_factory.mktemp("seaweed"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(seaweed, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweed.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.secret_key)
+    return seaweed
+
+
+@pytest.fixture
+def s3_url(s3_env) -> str:
+    """A fresh prefix in a test bucket on SeaweedFS, with the endpoint in the URL."""
+    s3_env.create_bucket("apt-tests")
+    return f"s3://apt-tests/{uuid.uuid4().hex[:10]}?endpoint_url={s3_env.endpoint}"
+
+
+@pytest.fixture
+def fault_proxy(seaweed):
+    port = int(seaweed.endpoint.rsplit(":", 1)[1])
+    proxy = FaultProxy(port)
+    yield proxy
+    proxy.stop()
