@@ -87,3 +87,22 @@ def fault_proxy(seaweed):
     proxy = FaultProxy(port)
     yield proxy
     proxy.stop()
+
+
+OSS_KEY_ID, OSS_SECRET = "LTAI5tAPTTESTKEY0001", "apt-oss-secret-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def oss_server():
+    from servers.oss_server import start_oss
+
+    server = start_oss(OSS_KEY_ID, OSS_SECRET, ["apt-oss"])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def oss_url(oss_server, monkeypatch) -> str:
+    monkeypatch.setenv("OSS_ACCESS_KEY_ID", OSS_KEY_ID)
+    monkeypatch.setenv("OSS_ACCESS_KEY_SECRET", OSS_SECRET)
+    return f"oss://apt-oss/{uuid.uuid4().hex[:10]}?endpoint={oss_server.endpoint}"
