@@ -183,9 +183,10 @@ class APTConfig:
         return cls.from_dict(data)
 
     @classmethod
-    def preset(cls, name: str) -> "APTConfig":
-        """One of the shipped presets: ``tiny`` (tests), ``small`` (CPU demo, the default), ``base``."""
-        return cls.from_dict(load_preset_file(name)["model"])
+    def preset(cls, name: str, **overrides: Any) -> "APTConfig":
+        """One of the shipped presets: ``tiny`` (tests), ``small`` (CPU demo, the default), ``base``;
+        keyword arguments override fields (``APTConfig.preset("tiny", vocab_size=512)``)."""
+        return cls.from_dict({**load_preset_file(name)["model"], **overrides})
 
     def replace(self, **changes: Any) -> "APTConfig":
         """A copy with some fields changed (validated)."""
