@@ -1,0 +1,82 @@
+"""The trainer under ``torchrun``: 2 gloo processes on CPU give the same losses as 1 process
+on the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    import torch.distributed as dist
+    from apt_core.data import default_corpus_text
+    from apt_core.model import APTConfig, APTModel
+    from apt_core.tokenizer import APTTokenizer
+    from apt_core.training import Trainer, TrainingArguments
+
+    class Recorder:
+        def __init__(self):
+            self.losses = []
+        def __getattr__(self, name):
+            if not name.startswith("apt_"):
+                raise AttributeError(name)
+            def call(**kw):
+                if name == "apt_train_step_end":
+                    self.losses.append(kw["metrics"]["loss"])
+                if name == "apt_train_end":
+                    self.final = kw["metrics"]
+            return call
+
+    out, batch_size, run_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    tok = APTTokenizer.byte_level()
+    data = torch.tensor(tok.encode(default_corpus_text("train")[:20000]))
+    evals = torch.tensor(tok.encode(default_corpus_text("eval")[:3000]))
+    torch.manual_seed(0)
+    model = APTModel(APTConfig.preset("tiny"))
+    rec = Recorder()
+    args = TrainingArguments(max_steps=5, batch_size=batch_size, seq_len=32, lr=3e-3, warmup_steps=1,
+                             log_every=1, progress=False, out_dir=run_dir, save_every=0)
+    trainer = Trainer(model, args, data, evals, tokenizer=tok, hook=rec)
+    trainer.train()
+    if trainer.is_main_process:
+        weights = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+        json.dump({"losses": rec.losses, "eval_loss": rec.final["eval_loss"], "world": trainer.dist.world_size,
+                   "checksum": float(weights.double().sum()), "abs": float(weights.double().abs().sum())},
+                  open(out, "w"))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    """
+)
+
+
+def _run(cmd, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "APT_LOAD_PLUGINS": ""}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    _run([sys.executable, str(script), str(tmp_path / "single.json"), "4", str(tmp_path / "run1")], tmp_path)
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+          str(script), str(tmp_path / "ddp.json"), "2", str(tmp_path / "run2")], tmp_path)
+    single = json.loads((tmp_path / "single.json").read_text())
+    ddp = json.loads((tmp_path / "ddp.json").read_text())
+    assert single["world"] == 1 and ddp["world"] == 2
+    assert len(ddp["losses"]) == 5
+    assert ddp["losses"] == pytest.approx(single["losses"], rel=1e-5, abs=1e-6)
+    assert ddp["eval_loss"] == pytest.approx(single["eval_loss"], rel=1e-5)
+    assert ddp["checksum"] == pytest.approx(single["checksum"], rel=1e-4, abs=1e-3)
+    assert ddp["abs"] == pytest.approx(single["abs"], rel=1e-5)
+    # Only rank 0 wrote the checkpoint, and it is complete.
+    assert (tmp_path / "run2" / "latest").read_text().strip() == "checkpoint-0000005"
