@@ -106,3 +106,25 @@ def oss_url(oss_server, monkeypatch) -> str:
     monkeypatch.setenv("OSS_ACCESS_KEY_ID", OSS_KEY_ID)
     monkeypatch.setenv("OSS_ACCESS_KEY_SECRET", OSS_SECRET)
     return f"oss://apt-oss/{uuid.uuid4().hex[:10]}?endpoint={oss_server.endpoint}"
+
+
+HF_USER, HF_TOKEN_VALUE = "apt-tester", "hf_aptTestToken0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def hub_server():
+    from servers.hub_server import HubServer
+
+    server = HubServer({HF_TOKEN_VALUE: HF_USER})
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hf_url(hub_server, monkeypatch) -> str:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setenv("HF_TOKEN", HF_TOKEN_VALUE)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    return f"hf://{HF_USER}/backup-{uuid.uuid4().hex[:8]}?endpoint={hub_server.endpoint}"
