@@ -128,3 +128,22 @@ def hf_url(hub_server, monkeypatch) -> str:
     monkeypatch.setenv("HF_TOKEN", HF_TOKEN_VALUE)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     return f"hf://{HF_USER}/backup-{uuid.uuid4().hex[:8]}?endpoint={hub_server.endpoint}"
+
+
+MS_USER, MS_TOKEN = "apt-tester", "ms-apt-test-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def modelscope_server():
+    from servers.modelscope_server import ModelScopeServer
+
+    server = ModelScopeServer({MS_TOKEN: MS_USER})
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def modelscope_url(modelscope_server, monkeypatch, tmp_path) -> str:
+    monkeypatch.setenv("MODELSCOPE_API_TOKEN", MS_TOKEN)
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms-cache"))
+    return f"modelscope://{MS_USER}/backup-{uuid.uuid4().hex[:8]}?endpoint={modelscope_server.endpoint}"
