@@ -24,7 +24,7 @@ from pathlib import Path
 from apt_core.errors import APTError
 
 from .pipeline import ByteProgress, ordered_map
-from .retry import NotFoundError, RetryPolicy, TransientError, call_with_retry
+from .retry import NotFoundError, RetryPolicy, call_with_retry
 from .store import (DEFAULT_CHUNK_SIZE, FORMAT, OBJECT_PREFIX, SNAPSHOT_PREFIX, STORE_KEY, ChunkRef, FileEntry,
                     Manifest, chunk_spans, hash_chunk, manifest_key, new_manifest, object_key, safe_target,
                     scan_checkpoint, validate_snapshot_name)
@@ -143,18 +143,19 @@ def _default_name(directory: Path) -> str:
 
 
 def backup(directory: Path, backend, name: str | None = None, opts: TransferOptions | None = None,
-           source_label: str | None = None) -> BackupResult:
+           source_label: str | None = None, on_conflict: str | None = None) -> BackupResult:
     """Back up checkpoint *directory* into *backend* as snapshot *name* (default: the directory's name).
 
-    With no explicit name, a taken name with other content gets a UTC timestamp suffix; with an
-    explicit one it is an error. Identical content under the same name is reported as unchanged.
+    Identical content under a taken name is reported as unchanged (nothing new is written). Other
+    content under a taken name is an error (``on_conflict="error"``, the default for an explicit
+    name) or gets a UTC timestamp suffix (``"suffix"``, the default without one).
     """
     opts = opts or TransferOptions()
     started = time.monotonic()
     directory = Path(directory)
     files = scan_checkpoint(directory)
-    explicit = name is not None
-    name = validate_snapshot_name(name if explicit else _default_name(directory))
+    explicit = (on_conflict or ("error" if name is not None else "suffix")) == "error"
+    name = validate_snapshot_name(name if name is not None else _default_name(directory))
     chunk_size = store_chunk_size(backend, opts, create=True)
 
     existing = set(_with_retry(lambda: [i.key for i in backend.list(OBJECT_PREFIX)], "list objects", opts))
