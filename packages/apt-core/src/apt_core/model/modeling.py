@@ -155,14 +155,20 @@ class APTAttention(nn.Module):
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
         o = o.transpose(1, 2)  # [B, T, H, hd]
         if self.autopoietic:
-            gate = torch.sigmoid(self.ap_gate(self._prefix_mean(x, token_mask, cache)))  # [B, T, H]
+            # gate = sigmoid(W_g · mean(x_<=t) + b). The mean commutes with the linear map, so the running
+            # mean is taken over the H projected channels instead of the d_model inputs: same function,
+            # a d_model/H times smaller prefix scan (it was the costliest part of the term on GPU).
+            projected = F.linear(x, self.ap_gate.weight)
+            gate = torch.sigmoid(self._prefix_mean(projected, token_mask, cache) + self.ap_gate.bias)  # [B, T, H]
             low_rank = self.ap_up(self.ap_down(x)).view(bsz, seq, self.n_heads, self.head_dim)
             o = o + (self.alpha * torch.tanh(self.ap_tau)) * gate.unsqueeze(-1) * low_rank
         return self.out(o.reshape(bsz, seq, self.n_heads * self.head_dim))
 
     def _prefix_mean(self, x: torch.Tensor, token_mask: torch.Tensor | None, cache: APTCache | None) -> torch.Tensor:
-        """Mean of x over positions <= t (padding excluded), continuing the cache's running sum."""
-        xf = x.float()  # cumsum in fp32: bf16 loses precision over long prefixes
+        """Mean of x over positions <= t (padding excluded), continuing the cache's running sum.
+
+        Computed in fp32: bf16 loses precision over long prefixes."""
+        xf = x.float()
         if token_mask is None:
             ones = torch.ones(x.shape[0], x.shape[1], 1, device=x.device, dtype=torch.float32)
         else:
@@ -307,9 +313,10 @@ class APTModel(nn.Module):
         logits = F.linear(h, weight)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
-            )
+            # Shift the labels (padding the last position with -100) rather than slicing the logits,
+            # which would copy the largest tensor of the step.
+            targets = F.pad(labels[:, 1:], (0, 1), value=-100)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100)
         return APTOutput(logits=logits, loss=loss, hidden_states=tuple(hidden) if output_hidden_states else None,
                          past_key_values=cache)
 
