@@ -28,6 +28,21 @@ os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 MB = 1024 * 1024
 
 
+def pytest_configure(config):
+    # huggingface_hub 2.x passes raw bytes to httpx2 the deprecated way; not ours to fix.
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:httpx2.*")
+
+
+@pytest.fixture(autouse=True)
+def cloud_plugin_manager(apt_pm, monkeypatch, tmp_path):
+    """Every test sees a plugin manager with only the core and this plugin, and no user config."""
+    import apt_plugin_cloud.plugin
+
+    monkeypatch.setenv("APT_CONFIG_HOME", str(tmp_path / "apt-config"))
+    monkeypatch.chdir(tmp_path)
+    return apt_pm(apt_plugin_cloud.plugin)
+
+
 def write_checkpoint(path: Path, seed: int = 0, model_mb: float = 3.0) -> Path:
     """A checkpoint-shaped directory: JSON files plus a random 'tensor' file of *model_mb* MB."""
     import random

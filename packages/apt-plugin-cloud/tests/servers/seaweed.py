@@ -74,7 +74,8 @@ class SeaweedS3:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            # SIGINT is weed's documented "Ctrl+C to stop" path and exits in ~2 s; SIGTERM lingers.
+            self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
