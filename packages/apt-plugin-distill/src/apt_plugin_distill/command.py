@@ -132,7 +132,6 @@ def distill_command(teacher, student, student_config, student_from_teacher, toke
       apt-model distill --teacher runs/m --student-from-teacher 0,2 --steps 300 --out runs/distilled
     """
     import torch
-
     from apt_core.config import get_config
     from apt_core.errors import APTError
     from apt_core.models import load_model

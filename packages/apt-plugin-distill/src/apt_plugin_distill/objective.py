@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
-
 from apt_core.errors import APTError
 
 from .features import FeatureProjections, attention_loss, feature_loss, layer_map
@@ -152,8 +151,10 @@ class DistillationModule(nn.Module):
         param = next(teacher.parameters())
         if param.device != input_ids.device:
             teacher.to(input_ids.device)
-            if input_ids.device.type == "cuda":
-                teacher.to(dtype=torch.bfloat16)  # frozen: bf16 halves its memory and time
+        if (input_ids.device.type == "cuda" and torch.is_autocast_enabled("cuda")
+                and torch.get_autocast_dtype("cuda") == torch.bfloat16 and param.dtype != torch.bfloat16):
+            # Frozen and run under bf16 autocast anyway: bf16 weights halve its memory and traffic.
+            teacher.to(dtype=torch.bfloat16)
         kwargs = {"output_hidden_states": True} if need_hidden else {}
         if attention_mask is not None:
             kwargs["attention_mask"] = attention_mask

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
 from apt_core.errors import APTError
 
 __all__ = ["KL_KINDS", "ResponseLoss", "response_loss", "kd_positions", "DEFAULT_CHUNK_TOKENS"]
@@ -63,13 +62,14 @@ def kd_positions(labels: torch.Tensor, attention_mask: torch.Tensor | None = Non
 
 def _chunk_terms(s: torch.Tensor, t: torch.Tensor | None, y: torch.Tensor, temperature: float, kind: str,
                  alpha: float, norm: float):
-    """Loss sums and d(loss)/ds for one chunk of positions (all fp32)."""
-    s = s.float()
+    """Loss sums and d(loss)/ds for one chunk of positions (fp32, or fp64 for fp64 inputs)."""
+    compute = torch.promote_types(s.dtype, torch.float32)
+    s = s.to(compute)
     kd_sum = s.new_zeros(())
     grad = torch.zeros_like(s)
     if t is not None and alpha > 0:
         log_q = F.log_softmax(s / temperature, dim=-1)
-        log_p = F.log_softmax(t.float() / temperature, dim=-1)
+        log_p = F.log_softmax(t.to(compute) / temperature, dim=-1)
         if kind == "forward":
             p = log_p.exp()
             per_pos = (p * (log_p - log_q)).sum(-1)
@@ -101,8 +101,9 @@ class _ChunkedResponse(torch.autograd.Function):
         flat_y = labels.reshape(-1)
         norm = float(max(len(rows), 1))
         grad = torch.zeros_like(flat_s) if student_logits.requires_grad else None
-        kd_total = flat_s.new_zeros((), dtype=torch.float32)
-        ce_total = flat_s.new_zeros((), dtype=torch.float32)
+        compute = torch.promote_types(flat_s.dtype, torch.float32)
+        kd_total = flat_s.new_zeros((), dtype=compute)
+        ce_total = flat_s.new_zeros((), dtype=compute)
         for start in range(0, len(rows), chunk):
             r, tg = rows[start:start + chunk], targets[start:start + chunk]
             kd_sum, ce_sum, g = _chunk_terms(flat_s[r], None if flat_t is None else flat_t[r], flat_y[tg],

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
 from apt_core.errors import APTError
 from apt_core.model import PRESETS, APTConfig, APTModel
 
