@@ -137,7 +137,16 @@ class APTAttention(nn.Module):
         cache: APTCache | None,
     ) -> torch.Tensor:
         bsz, seq, _ = x.shape
-        q, k, v = self.qkv(x).view(bsz, seq, 3, self.n_heads, self.head_dim).unbind(dim=2)
+        inner = self.n_heads * self.head_dim
+        if self.autopoietic:
+            # One matmul for everything read from x (qkv, the low-rank down-projection, the gate's
+            # projection): the two small ones alone would be poorly shaped GPU kernels.
+            weight = torch.cat([self.qkv.weight, self.ap_down.weight, self.ap_gate.weight])
+            qkv, down, projected = F.linear(x, weight).split(
+                [3 * inner, self.ap_down.out_features, self.n_heads], dim=-1)
+        else:
+            qkv = self.qkv(x)
+        q, k, v = qkv.view(bsz, seq, 3, self.n_heads, self.head_dim).unbind(dim=2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, hd]
         if rope is not None:
             cos, sin = rope
@@ -158,11 +167,10 @@ class APTAttention(nn.Module):
             # gate = sigmoid(W_g · mean(x_<=t) + b). The mean commutes with the linear map, so the running
             # mean is taken over the H projected channels instead of the d_model inputs: same function,
             # a d_model/H times smaller prefix scan (it was the costliest part of the term on GPU).
-            projected = F.linear(x, self.ap_gate.weight)
             gate = torch.sigmoid(self._prefix_mean(projected, token_mask, cache) + self.ap_gate.bias)  # [B, T, H]
-            low_rank = self.ap_up(self.ap_down(x)).view(bsz, seq, self.n_heads, self.head_dim)
+            low_rank = self.ap_up(down).view(bsz, seq, self.n_heads, self.head_dim)
             o = o + (self.alpha * torch.tanh(self.ap_tau)) * gate.unsqueeze(-1) * low_rank
-        return self.out(o.reshape(bsz, seq, self.n_heads * self.head_dim))
+        return self.out(o.reshape(bsz, seq, inner))
 
     def _prefix_mean(self, x: torch.Tensor, token_mask: torch.Tensor | None, cache: APTCache | None) -> torch.Tensor:
         """Mean of x over positions <= t (padding excluded), continuing the cache's running sum.
