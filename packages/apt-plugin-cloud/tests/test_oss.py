@@ -6,12 +6,12 @@ import logging
 import time
 
 import pytest
-from conftest import OSS_SECRET, tree_bytes
-from servers.fault_proxy import FaultProxy
-
 from apt_plugin_cloud.backends.oss import OSSBackend
 from apt_plugin_cloud.retry import AuthError
 from apt_plugin_cloud.transfer import backup, restore
+from servers.fault_proxy import FaultProxy
+
+from conftest import OSS_SECRET, tree_bytes
 
 
 def test_forbid_overwrite_and_crc(oss_url):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import MB, tree_bytes, write_checkpoint
-
 from apt_core.errors import APTError
 from apt_plugin_cloud.backends.s3 import S3Backend
 from apt_plugin_cloud.maintain import verify
 from apt_plugin_cloud.retry import AuthError
 from apt_plugin_cloud.transfer import backup, list_snapshots, restore
+
+from conftest import MB, tree_bytes, write_checkpoint
 
 
 def test_round_trip_and_dedup(s3_url, checkpoint, opts, tmp_path):
@@ -89,3 +89,22 @@ def test_multipart_upload_and_abort(s3_env, tmp_path, opts):
     assert store.abort_incomplete_uploads(0) >= 1
     assert not client.list_multipart_uploads(Bucket="apt-tests", Prefix="mp/").get("Uploads")
     assert [s.name for s in list_snapshots(store, opts)] == ["big"]
+
+
+def test_failed_multipart_upload_is_aborted(s3_env, fault_proxy, tmp_path, opts):
+    """A multipart upload that cannot finish leaves no incomplete upload behind (no orphaned parts)."""
+    from apt_core.errors import APTError
+
+    s3_env.create_bucket("apt-tests")
+    prefix = f"mp-fail-{tmp_path.name}"
+    store = S3Backend(f"s3://apt-tests/{prefix}", {"endpoint_url": fault_proxy.endpoint, "multipart_threshold_mb": 1})
+    fault_proxy.add("503", method="PUT", path_contains="partNumber=2", times=10_000)
+    data = bytes(20 * MB)
+    import hashlib
+
+    with pytest.raises(APTError, match="giving up"):
+        from apt_plugin_cloud.retry import call_with_retry
+
+        call_with_retry(lambda: store.put("objects/ab/" + hashlib.sha256(data).hexdigest(), data), "upload",
+                        opts.retry)
+    assert not s3_env.client().list_multipart_uploads(Bucket="apt-tests", Prefix=prefix).get("Uploads")

@@ -10,11 +10,18 @@ from datetime import datetime, timedelta, timezone
 
 from apt_core.errors import APTError
 
-from .pipeline import ByteProgress
+from .pipeline import ByteProgress, ordered_map
 from .retry import NotFoundError
 from .store import OBJECT_PREFIX, Manifest, hash_chunk, manifest_key, object_key
-from .transfer import (TransferOptions, _with_retry, fetch_object, list_snapshots, load_manifest,
-                       store_chunk_size)
+from .transfer import (
+    BATCH_BYTES,
+    TransferOptions,
+    _with_retry,
+    fetch_object,
+    list_snapshots,
+    load_manifest,
+    store_chunk_size,
+)
 
 __all__ = ["VerifyReport", "SyncResult", "PruneResult", "verify", "sync", "prune"]
 
@@ -111,9 +118,7 @@ def sync(src, dst, opts: TransferOptions | None = None, names: list[str] | None 
     manifests = list_snapshots(src, opts) if names is None else [load_manifest(src, n, opts) for n in names]
     dst_objects = set(_with_retry(lambda: [i.key for i in dst.list(OBJECT_PREFIX)], "list objects", opts))
     result = SyncResult([], [], 0, 0, 0.0)
-    lock = threading.Lock()
     for manifest in manifests:
-        key = manifest_key(manifest.name)
         try:
             current = load_manifest(dst, manifest.name, opts)
         except APTError:
@@ -124,41 +129,63 @@ def sync(src, dst, opts: TransferOptions | None = None, names: list[str] | None 
             result.skipped_snapshots.append(manifest.name)
             continue
         todo = {sha: size for sha, size in manifest.objects().items() if object_key(sha) not in dst_objects}
-        progress = ByteProgress(sum(todo.values()), f"sync {manifest.name}", opts.progress)
+        _copy_objects(src, dst, sorted(todo.items()), f"sync {manifest.name}", opts, result)
+        dst_objects.update(object_key(sha) for sha in todo)
+        if _publish_copy(dst, manifest, opts):
+            result.copied_snapshots.append(manifest.name)
+        else:
+            result.skipped_snapshots.append(manifest.name)
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
 
-        def copy(item: tuple[str, int]) -> None:
-            sha, size = item
-            data = fetch_object(src, sha, size, opts)
-            if dst.prefers_batches:
-                return data
-            _with_retry(lambda: dst.put(object_key(sha), data), f"upload {object_key(sha)}", opts)
+
+def _copy_objects(src, dst, todo: list[tuple[str, int]], label: str, opts: TransferOptions,
+                  result: SyncResult) -> None:
+    """Copy objects src -> dst in parallel, each re-hashed on the way; hub stores get batched commits."""
+    lock = threading.Lock()
+    batch: list[tuple[str, bytes]] = []
+    progress = ByteProgress(sum(size for _, size in todo), label, opts.progress)
+
+    def fetch(item: tuple[str, int]) -> tuple[str, bytes]:
+        sha, size = item
+        data = fetch_object(src, sha, size, opts)
+        if not dst.prefers_batches:
+            key = object_key(sha)
+            _with_retry(lambda: dst.put(key, data), f"upload {key}", opts)
             progress.update(size)
             with lock:
                 result.copied_objects += 1
                 result.copied_bytes += size
-            return None
+        return sha, data
 
-        with progress, ThreadPoolExecutor(max(1, min(opts.concurrency, src.max_parallel, dst.max_parallel))) as pool:
+    def flush() -> None:
+        items = list(batch)
+        batch.clear()
+        if items:
+            _with_retry(lambda: dst.put_many(items), f"upload {len(items)} objects", opts)
+            with lock:
+                result.copied_objects += len(items)
+                result.copied_bytes += sum(len(d) for _, d in items)
+            progress.update(sum(len(d) for _, d in items))
+
+    workers = max(1, min(opts.concurrency, src.max_parallel, dst.max_parallel))
+    with progress, ThreadPoolExecutor(workers) as pool:
+        for sha, data in ordered_map(pool, fetch, todo, window=max(2, opts.concurrency * 2)):
             if dst.prefers_batches:
-                items = [(object_key(sha), data) for (sha, _), data in zip(sorted(todo.items()),
-                                                                          pool.map(copy, sorted(todo.items())))]
-                if items:
-                    _with_retry(lambda: dst.put_many(items), f"upload {len(items)} objects", opts)
-                    result.copied_objects += len(items)
-                    result.copied_bytes += sum(len(d) for _, d in items)
-                    progress.update(sum(len(d) for _, d in items))
-            else:
-                list(pool.map(copy, sorted(todo.items())))
-        dst_objects.update(object_key(sha) for sha in todo)
-        raw = manifest.to_bytes()
-        if not _with_retry(lambda: dst.put(key, raw, if_absent=True), f"write {key}", opts):
-            if not load_manifest(dst, manifest.name, opts).content_equal(manifest):
-                raise APTError(f"snapshot {manifest.name!r} appeared in {dst.url} with different content")
-            result.skipped_snapshots.append(manifest.name)
-            continue
-        result.copied_snapshots.append(manifest.name)
-    result.seconds = round(time.monotonic() - started, 3)
-    return result
+                batch.append((object_key(sha), data))
+                if sum(len(d) for _, d in batch) >= BATCH_BYTES:
+                    flush()
+        flush()
+
+
+def _publish_copy(dst, manifest: Manifest, opts: TransferOptions) -> bool:
+    """Write the manifest create-if-absent; False if an identical one was already there."""
+    key, raw = manifest_key(manifest.name), manifest.to_bytes()
+    if _with_retry(lambda: dst.put(key, raw, if_absent=True), f"write {key}", opts):
+        return True
+    if not load_manifest(dst, manifest.name, opts).content_equal(manifest):
+        raise APTError(f"snapshot {manifest.name!r} appeared in {dst.url} with different content")
+    return False
 
 
 @dataclass
@@ -189,9 +216,8 @@ def prune(backend, keep: int, opts: TransferOptions | None = None, grace_s: floa
     doomed = manifests[:-keep] if len(manifests) > keep else []
     kept = [m.name for m in manifests[len(doomed):]]
     if not dry_run:
-        for m in doomed:
-            key = manifest_key(m.name)
-            _with_retry(lambda: backend.delete(key), f"delete {key}", opts)
+        for key in [manifest_key(m.name) for m in doomed]:
+            _with_retry(lambda key=key: backend.delete(key), f"delete {key}", opts)
     remaining = list_snapshots(backend, opts)
     if dry_run:
         remaining = [m for m in remaining if m.name not in {d.name for d in doomed}]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 __all__ = ["ordered_map", "ByteProgress"]
 
@@ -63,7 +64,7 @@ class ByteProgress:
         if self._bar is not None:
             self._bar.close()
 
-    def __enter__(self) -> "ByteProgress":
+    def __enter__(self) -> ByteProgress:
         return self
 
     def __exit__(self, *exc) -> None:

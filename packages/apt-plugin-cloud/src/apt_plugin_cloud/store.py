@@ -20,10 +20,10 @@ import json
 import os
 import re
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
 from apt_core.errors import APTError
 
@@ -116,7 +116,7 @@ class Manifest:
         """Object id -> size for every chunk the snapshot needs."""
         return {c.sha256: c.size for f in self.files for c in f.chunks}
 
-    def content_equal(self, other: "Manifest") -> bool:
+    def content_equal(self, other: Manifest) -> bool:
         """True when both snapshots hold the same files with the same bytes."""
         key = lambda m: sorted((f.path, f.size, f.sha256) for f in m.files)  # noqa: E731
         return key(self) == key(other)
@@ -136,7 +136,7 @@ class Manifest:
         return json.dumps(body, indent=1, sort_keys=True).encode() + b"\n"
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, where: str = "manifest") -> "Manifest":
+    def from_bytes(cls, data: bytes, *, where: str = "manifest") -> Manifest:
         try:
             body = json.loads(data)
             if body.get("format") != FORMAT:

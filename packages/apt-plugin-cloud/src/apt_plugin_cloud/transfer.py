@@ -25,9 +25,24 @@ from apt_core.errors import APTError
 
 from .pipeline import ByteProgress, ordered_map
 from .retry import NotFoundError, RetryPolicy, call_with_retry
-from .store import (DEFAULT_CHUNK_SIZE, FORMAT, OBJECT_PREFIX, SNAPSHOT_PREFIX, STORE_KEY, ChunkRef, FileEntry,
-                    Manifest, chunk_spans, hash_chunk, manifest_key, new_manifest, object_key, safe_target,
-                    scan_checkpoint, validate_snapshot_name)
+from .store import (
+    DEFAULT_CHUNK_SIZE,
+    FORMAT,
+    OBJECT_PREFIX,
+    SNAPSHOT_PREFIX,
+    STORE_KEY,
+    ChunkRef,
+    FileEntry,
+    Manifest,
+    chunk_spans,
+    hash_chunk,
+    manifest_key,
+    new_manifest,
+    object_key,
+    safe_target,
+    scan_checkpoint,
+    validate_snapshot_name,
+)
 
 __all__ = ["TransferOptions", "BackupResult", "RestoreResult", "backup", "restore", "list_snapshots",
            "load_manifest", "fetch_object", "store_chunk_size"]
@@ -228,8 +243,8 @@ def _publish(backend, manifest: Manifest, explicit: bool, opts: TransferOptions,
     """Write the manifest create-if-absent; handle a name that is already taken."""
     for _ in range(3):
         key = manifest_key(manifest.name)
-        created = _with_retry(lambda: backend.put(key, manifest.to_bytes(), if_absent=True),
-                              f"write {key}", opts)
+        raw = manifest.to_bytes()
+        created = _with_retry(lambda key=key, raw=raw: backend.put(key, raw, if_absent=True), f"write {key}", opts)
         if created:
             return manifest.name
         current = load_manifest(backend, manifest.name, opts)

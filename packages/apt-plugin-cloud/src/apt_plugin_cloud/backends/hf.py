@@ -10,7 +10,7 @@ or ``HF_ENDPOINT``.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from urllib.parse import urlsplit
 
 from apt_core.errors import APTError

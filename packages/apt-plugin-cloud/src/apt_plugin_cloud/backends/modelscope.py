@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 from urllib.parse import quote_plus, urlsplit
 
 from apt_core.errors import APTError

@@ -12,9 +12,9 @@ Create-if-absent uses ``x-oss-forbid-overwrite: true`` (409 FileAlreadyExists wh
 from __future__ import annotations
 
 import os
-from xml.etree import ElementTree
+from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Iterator
+from xml.etree import ElementTree
 
 from apt_core.errors import APTError
 
