@@ -138,12 +138,15 @@ class APTAttention(nn.Module):
     ) -> torch.Tensor:
         bsz, seq, _ = x.shape
         inner = self.n_heads * self.head_dim
-        if self.autopoietic:
+        if self.autopoietic and not self._observed():
             # One matmul for everything read from x (qkv, the low-rank down-projection, the gate's
             # projection): the two small ones alone would be poorly shaped GPU kernels.
             weight = torch.cat([self.qkv.weight, self.ap_down.weight, self.ap_gate.weight])
-            qkv, down, projected = F.linear(x, weight).split(
+            qkv, down, gate_in = F.linear(x, weight).split(
                 [3 * inner, self.ap_down.out_features, self.n_heads], dim=-1)
+            gate_in = gate_in + self.ap_gate.bias
+        elif self.autopoietic:
+            qkv, down, gate_in = self.qkv(x), self.ap_down(x), self.ap_gate(x)
         else:
             qkv = self.qkv(x)
         q, k, v = qkv.view(bsz, seq, 3, self.n_heads, self.head_dim).unbind(dim=2)
@@ -164,13 +167,17 @@ class APTAttention(nn.Module):
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
         o = o.transpose(1, 2)  # [B, T, H, hd]
         if self.autopoietic:
-            # gate = sigmoid(W_g · mean(x_<=t) + b). The mean commutes with the linear map, so the running
-            # mean is taken over the H projected channels instead of the d_model inputs: same function,
-            # a d_model/H times smaller prefix scan (it was the costliest part of the term on GPU).
-            gate = torch.sigmoid(self._prefix_mean(projected, token_mask, cache) + self.ap_gate.bias)  # [B, T, H]
+            # gate = sigmoid(W_g · mean(x_<=t) + b) = sigmoid(mean(W_g · x + b)_<=t): the mean commutes with
+            # the affine map, so the running mean is taken over the H gate inputs instead of the d_model
+            # inputs. Same function, a d_model/H times smaller prefix scan.
+            gate = torch.sigmoid(self._prefix_mean(gate_in, token_mask, cache))  # [B, T, H]
             low_rank = self.ap_up(down).view(bsz, seq, self.n_heads, self.head_dim)
             o = o + (self.alpha * torch.tanh(self.ap_tau)) * gate.unsqueeze(-1) * low_rank
         return self.out(o.reshape(bsz, seq, inner))
+
+    def _observed(self) -> bool:
+        """Whether a hook watches the projections (calibration, pruning): then each is called as a module."""
+        return any(m._forward_hooks or m._forward_pre_hooks for m in (self.qkv, self.ap_down, self.ap_gate))
 
     def _prefix_mean(self, x: torch.Tensor, token_mask: torch.Tensor | None, cache: APTCache | None) -> torch.Tensor:
         """Mean of x over positions <= t (padding excluded), continuing the cache's running sum.
