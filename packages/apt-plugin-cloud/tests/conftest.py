@@ -37,6 +37,7 @@ def cloud_plugin_manager(apt_pm, monkeypatch, tmp_path):
     import apt_plugin_cloud.plugin
 
     monkeypatch.setenv("APT_CONFIG_HOME", str(tmp_path / "apt-config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))  # the hash cache lives there
     monkeypatch.chdir(tmp_path)
     return apt_pm(apt_plugin_cloud.plugin)
 

@@ -66,10 +66,11 @@ def _resolve_checkpoint_dir(path: Path) -> Path:
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("url", required=False)
 @click.option("--name", help="Snapshot name (default: the checkpoint directory's name).")
+@click.option("--rehash", is_flag=True, help="Hash every file even if the local hash cache says it is unchanged.")
 @_concurrency_option
 @_progress_option
 @_json_option
-def backup_command(checkpoint: Path, url: str | None, name: str | None, concurrency, quiet: bool,
+def backup_command(checkpoint: Path, url: str | None, name: str | None, rehash: bool, concurrency, quiet: bool,
                    as_json: bool) -> None:
     """Back up CHECKPOINT (a checkpoint or run directory) to URL, uploading only new chunks.
 
@@ -79,6 +80,7 @@ def backup_command(checkpoint: Path, url: str | None, name: str | None, concurre
     from .transfer import backup
 
     config, opts = _context(quiet, concurrency)
+    opts.hash_cache = not rehash
     store = open_store(url or config["default_store"], config)
     result = backup(_resolve_checkpoint_dir(checkpoint), store, name=name, opts=opts)
     if as_json:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from apt_core.errors import APTError
 
+from .hashcache import HashCache
 from .pipeline import ByteProgress, ordered_map
 from .retry import NotFoundError, RetryPolicy, call_with_retry
 from .store import (
@@ -60,6 +61,8 @@ class TransferOptions:
     progress: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     chunk_size: int = DEFAULT_CHUNK_SIZE  # used only when a store is created
+    #: Reuse the hashes of files whose size/mtime/ctime/inode did not change (see hashcache.py).
+    hash_cache: bool = True
 
 
 @dataclass
@@ -210,9 +213,18 @@ def backup(directory: Path, backend, name: str | None = None, opts: TransferOpti
         return ChunkRef(sha, length), data, fresh
 
     entries: list[FileEntry] = []
+    cache = HashCache() if opts.hash_cache else None
     progress = ByteProgress(total, f"backup {name}", opts.progress)
     with progress, ThreadPoolExecutor(max(1, min(opts.concurrency, backend.max_parallel))) as pool:
         for rel, path, size in files:
+            st = os.stat(path)
+            cached = cache.lookup(path, st, chunk_size) if cache else None
+            if cached and all(object_key(c.sha256) in existing for c in cached[1]):
+                # Unchanged since it was hashed, and every chunk is already stored: nothing to read.
+                entries.append(FileEntry(rel, size, cached[0], cached[1]))
+                stats["reused"] += len(cached[1])
+                progress.update(size)
+                continue
             whole = hashlib.sha256()
             chunks: list[ChunkRef] = []
             spans = ((path, off, ln) for off, ln in chunk_spans(size, chunk_size))
@@ -224,9 +236,12 @@ def backup(directory: Path, backend, name: str | None = None, opts: TransferOpti
                     batch_bytes += len(data)
                     if batch_bytes >= BATCH_BYTES:
                         flush()
-            if path.stat().st_size != size:
+            after = os.stat(path)
+            if after.st_size != size:
                 raise APTError(f"{path} changed while it was being backed up")
             entries.append(FileEntry(rel, size, whole.hexdigest(), chunks))
+            if cache and (after.st_mtime_ns, after.st_ctime_ns) == (st.st_mtime_ns, st.st_ctime_ns):
+                cache.store(path, st, chunk_size, whole.hexdigest(), chunks)
         flush()
 
     manifest = new_manifest(name, entries, chunk_size, directory.resolve())
@@ -235,6 +250,8 @@ def backup(directory: Path, backend, name: str | None = None, opts: TransferOpti
     result = BackupResult(name, backend.url, len(entries), total, stats["bytes"], stats["objects"],
                           stats["reused"], 0.0)
     result.name = _publish(backend, manifest, explicit, opts, result)
+    if cache:
+        cache.save()
     result.seconds = round(time.monotonic() - started, 3)
     return result
 
