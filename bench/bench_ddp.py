@@ -1,0 +1,70 @@
+"""Multi-GPU scaling of the core trainer: ``torchrun -m apt_core train`` on 1 and N GPUs, same global batch.
+
+    python bench/bench_ddp.py --gpus 2
+
+Runs the real CLI under torchrun (DDP over NCCL) for a ~100 M-parameter APT (d 768, 12 layers,
+seq 1024, 16 sequences per GPU per micro-batch; one GPU accumulates N micro-batches so both runs
+see the same 32-sequence global batch in the same order). Reports tokens/s of the last logging
+window (after torch.compile warm-up), scaling efficiency, and the eval-loss curves side by side.
+Results: bench/results/ddp.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from common import save, table
+
+MODEL = {"vocab_size": 8192, "d_model": 768, "n_layers": 12, "n_heads": 12, "d_ff": 2048, "max_seq_len": 1024}
+
+
+def run(gpus: int, world: int, steps: int, work: Path) -> dict:
+    """Train with *gpus* processes; the global batch is always 16 * *world* sequences."""
+    config = work / "config.json"
+    config.write_text(json.dumps({**MODEL, "training": {
+        "max_steps": steps, "batch_size": 16, "grad_accum_steps": world // gpus, "seq_len": 1024, "lr": 6e-4,
+        "warmup_steps": 10, "eval_every": 20, "save_every": 0, "log_every": 10}}))
+    out = work / f"run-{gpus}gpu"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
+               "-m", "apt_core", "train", "--config", str(config), "--out", str(out), "--compile", "--json"]
+    env = {**os.environ, "APT_LOAD_PLUGINS": ""}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{gpus}-GPU run failed:\n{done.stderr[-4000:]}")
+    result = json.loads(done.stdout[done.stdout.index("{"):])
+    state = json.loads((Path(result["checkpoint"]) / "trainer_state.json").read_text())
+    return {"gpus": gpus, "tokens_per_s": state["metrics"]["tokens_per_second"], "train_loss": result["train_loss"],
+            "eval_loss": result["eval_loss"], "world_size": state["world_size"],
+            "global_batch": state["global_batch_size"], "eval_history": state["eval_history"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpus", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=60)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        single = run(1, args.gpus, args.steps, Path(tmp))
+        multi = run(args.gpus, args.gpus, args.steps, Path(tmp))
+    scaling = multi["tokens_per_s"] / single["tokens_per_s"]
+    eval_gap = max(abs(m["eval_loss"] - s["eval_loss"]) / s["eval_loss"]
+                   for s, m in zip(single["eval_history"], multi["eval_history"]))
+    path = save("ddp", {"model": MODEL, "steps": args.steps, "single": single, "multi": multi,
+                        "scaling": scaling, "eval_loss_relative_difference": eval_gap})
+    rows = [{"GPUs": r["gpus"], "global batch": r["global_batch"], "tokens/s": f"{r['tokens_per_s']:,.0f}",
+             "train loss": f"{r['train_loss']:.4f}", "eval loss": f"{r['eval_loss']:.4f}"} for r in (single, multi)]
+    print(f"saved {path}")
+    print(f"scaling {scaling:.2f}x on {args.gpus} GPUs; eval-loss curves differ by at most {100 * eval_gap:.2f}% (bf16, same global batch)")
+    for s, m in zip(single["eval_history"], multi["eval_history"]):
+        print(f"  step {s['step']:>4}: eval loss 1 GPU {s['eval_loss']:.4f}  {args.gpus} GPUs {m['eval_loss']:.4f}")
+    print(table(rows, ["GPUs", "global batch", "tokens/s", "train loss", "eval loss"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Training throughput on one GPU: APT versus a stock transformers Llama and a minimal GPT of equal size.
+
+    python bench/bench_gpu_train.py                    # d 768, 12 layers, 12 heads, seq 1024, batch 16, bf16
+    python bench/bench_gpu_train.py --arms apt,llama --no-eager
+    python bench/bench_gpu_train.py --smoke            # tiny shapes on CPU, to check the script runs
+
+Every arm uses fused AdamW, bf16 autocast, the model's own loss, and is timed after warm-up (so
+compile time is excluded). MFU = 6 * N * tokens/s / (bf16 matmul ceiling measured in the same run).
+The ablation arms switch APT's own parts off to show what they cost. Results: bench/results/gpu_train.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from common import save, table
+
+
+class MinimalGPT(nn.Module):
+    """nanoGPT-style reference: pre-LayerNorm, fused qkv, SDPA causal, GELU MLP, tied embeddings."""
+
+    def __init__(self, vocab: int, d: int, layers: int, heads: int, d_ff: int, seq: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.wte, self.wpe = nn.Embedding(vocab, d), nn.Embedding(seq, d)
+        self.blocks = nn.ModuleList(nn.ModuleDict({
+            "ln1": nn.LayerNorm(d), "qkv": nn.Linear(d, 3 * d, bias=False), "proj": nn.Linear(d, d, bias=False),
+            "ln2": nn.LayerNorm(d), "fc": nn.Linear(d, d_ff, bias=False), "out": nn.Linear(d_ff, d, bias=False),
+        }) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(d)
+        for p in self.parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, std=0.02)
+
+    def forward(self, input_ids, labels=None):
+        b, t = input_ids.shape
+        x = self.wte(input_ids) + self.wpe(torch.arange(t, device=input_ids.device))
+        for blk in self.blocks:
+            q, k, v = blk["qkv"](blk["ln1"](x)).view(b, t, 3, self.heads, -1).unbind(2)
+            o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+            x = x + blk["proj"](o.transpose(1, 2).reshape(b, t, -1))
+            x = x + blk["out"](F.gelu(blk["fc"](blk["ln2"](x))))
+        logits = F.linear(self.ln_f(x), self.wte.weight)
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1))
+        return type("Out", (), {"loss": loss})()
+
+
+def build(arm: str, shape: dict) -> nn.Module:
+    d, layers, heads, vocab, seq = shape["d"], shape["layers"], shape["heads"], shape["vocab"], shape["seq"]
+    if arm == "gpt":
+        return MinimalGPT(vocab, d, layers, heads, 4 * d, seq)
+    if arm == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        config = LlamaConfig(vocab_size=vocab, hidden_size=d, intermediate_size=shape["d_ff"], num_hidden_layers=layers,
+                             num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=seq,
+                             tie_word_embeddings=True, attn_implementation="sdpa")
+        return LlamaForCausalLM(config)
+    from apt_core import APTConfig, APTModel
+
+    switches = {"apt": {}, "apt-no-autopoietic": {"autopoietic": False}, "apt-no-left-spin": {"left_spin": False},
+                "apt-plain": {"autopoietic": False, "left_spin": False}}[arm]
+    return APTModel(APTConfig(vocab_size=vocab, d_model=d, n_layers=layers, n_heads=heads, d_ff=shape["d_ff"],
+                              max_seq_len=seq, **switches))
+
+
+def matmul_ceiling(device: torch.device, n: int = 8192, reps: int = 30) -> float:
+    """Measured dense bf16 matmul throughput in FLOP/s (the MFU denominator)."""
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * n**3 * reps / (time.perf_counter() - start)
+
+
+def run_arm(arm: str, compiled: bool, shape: dict, steps: int, warmup: int, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    model = build(arm, shape).to(device)
+    params = sum(p.numel() for p in model.parameters())
+    fused = device.type == "cuda"
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=fused)
+    step_model = torch.compile(model) if compiled else model
+    batch = torch.randint(0, shape["vocab"], (shape["batch"], shape["seq"]), device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def step():
+        with autocast:
+            loss = step_model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    final_loss = loss.item()  # the only host sync, after timing the loop's launches
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    tokens = shape["batch"] * shape["seq"] * steps
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    torch._dynamo.reset()
+    return {"arm": arm, "compiled": compiled, "params_M": params / 1e6, "tokens_per_s": tokens / elapsed,
+            "step_ms": 1e3 * elapsed / steps, "peak_mem_GiB": peak, "loss": final_loss}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arms", default="gpt,llama,apt,apt-no-autopoietic,apt-no-left-spin,apt-plain")
+    parser.add_argument("--no-eager", action="store_true", help="compiled runs only")
+    parser.add_argument("--eager-arms", default="gpt,llama,apt", help="arms also run without torch.compile")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes, CPU allowed")
+    parser.add_argument("--name", default="gpu_train")
+    args = parser.parse_args()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type != "cuda" and not args.smoke:
+        raise SystemExit("no GPU: use --smoke to check the script on CPU")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    shape = dict(d=768, layers=12, heads=12, d_ff=2048, vocab=32000, seq=1024, batch=16)
+    if args.smoke:
+        shape = dict(d=64, layers=2, heads=4, d_ff=160, vocab=512, seq=64, batch=2)
+        args.steps, args.warmup = 2, 1
+    ceiling = matmul_ceiling(device) if device.type == "cuda" else float("nan")
+    runs = []
+    for arm in args.arms.split(","):
+        modes = [True] if args.no_eager or arm not in args.eager_arms.split(",") else [False, True]
+        for compiled in modes:
+            result = run_arm(arm, compiled, shape, args.steps, args.warmup, device)
+            result["mfu"] = 6 * result["params_M"] * 1e6 * result["tokens_per_s"] / ceiling
+            runs.append(result)
+            print(f"{arm:20s} compiled={compiled!s:5s} {result['tokens_per_s']:>12,.0f} tok/s", flush=True)
+
+    def rate(arm, compiled=True):
+        return next((r["tokens_per_s"] for r in runs if r["arm"] == arm and r["compiled"] == compiled), math.nan)
+
+    ratios = {"apt_vs_llama_compiled": rate("apt") / rate("llama"), "apt_vs_gpt_compiled": rate("apt") / rate("gpt")}
+    path = save(args.name, {"shape": shape, "steps": args.steps, "matmul_ceiling_tflops": ceiling / 1e12,
+                            "runs": runs, "ratios": ratios})
+    rows = [{"arm": r["arm"], "mode": "compile" if r["compiled"] else "eager", "params M": f"{r['params_M']:.1f}",
+             "tokens/s": f"{r['tokens_per_s']:,.0f}", "step ms": f"{r['step_ms']:.1f}",
+             "peak GiB": f"{r['peak_mem_GiB']:.1f}", "MFU": f"{r['mfu']:.2f}"} for r in runs]
+    print(f"\nbf16 matmul ceiling {ceiling / 1e12:.0f} TFLOP/s; shape {shape}; saved {path}")
+    print(f"APT/Llama (compiled) {ratios['apt_vs_llama_compiled']:.2f}x, APT/GPT (compiled) {ratios['apt_vs_gpt_compiled']:.2f}x")
+    print(table(rows, ["arm", "mode", "params M", "tokens/s", "step ms", "peak GiB", "MFU"]))
+
+
+if __name__ == "__main__":
+    main()
