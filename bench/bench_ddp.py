@@ -22,17 +22,23 @@ from pathlib import Path
 from common import save, table
 
 MODEL = {"vocab_size": 8192, "d_model": 768, "n_layers": 12, "n_heads": 12, "d_ff": 2048, "max_seq_len": 1024}
+TRAINING = {"batch_size": 16, "seq_len": 1024, "lr": 6e-4, "warmup_steps": 10, "eval_every": 20, "save_every": 0,
+            "log_every": 10}
+# --smoke: the same path on CPU (gloo) with a tiny model, to check the script anywhere.
+SMOKE_MODEL = {"vocab_size": 260, "d_model": 32, "n_layers": 2, "n_heads": 2, "d_ff": 64, "max_seq_len": 64}
+SMOKE_TRAINING = {**TRAINING, "batch_size": 4, "seq_len": 32, "eval_every": 10, "log_every": 5, "eval_batches": 4}
 
 
-def run(gpus: int, world: int, steps: int, work: Path) -> dict:
-    """Train with *gpus* processes; the global batch is always 16 * *world* sequences."""
+def run(gpus: int, world: int, steps: int, work: Path, smoke: bool) -> dict:
+    """Train with *gpus* processes; the global batch is always batch_size * *world* sequences."""
     config = work / "config.json"
-    config.write_text(json.dumps({**MODEL, "training": {
-        "max_steps": steps, "batch_size": 16, "grad_accum_steps": world // gpus, "seq_len": 1024, "lr": 6e-4,
-        "warmup_steps": 10, "eval_every": 20, "save_every": 0, "log_every": 10}}))
+    model, training = (SMOKE_MODEL, SMOKE_TRAINING) if smoke else (MODEL, TRAINING)
+    config.write_text(json.dumps({**model, "training": {
+        **training, "max_steps": steps, "grad_accum_steps": world // gpus}}))
     out = work / f"run-{gpus}gpu"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-               "-m", "apt_core", "train", "--config", str(config), "--out", str(out), "--compile", "--json"]
+               "-m", "apt_core", "train", "--config", str(config), "--out", str(out), "--json"]
+    command += [] if smoke else ["--compile"]
     env = {**os.environ, "APT_LOAD_PLUGINS": ""}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -48,14 +54,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpus", type=int, default=2)
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--smoke", action="store_true", help="tiny model on CPU processes (gloo)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        single = run(1, args.gpus, args.steps, Path(tmp))
-        multi = run(args.gpus, args.gpus, args.steps, Path(tmp))
+        single = run(1, args.gpus, args.steps, Path(tmp), args.smoke)
+        multi = run(args.gpus, args.gpus, args.steps, Path(tmp), args.smoke)
     scaling = multi["tokens_per_s"] / single["tokens_per_s"]
     eval_gap = max(abs(m["eval_loss"] - s["eval_loss"]) / s["eval_loss"]
                    for s, m in zip(single["eval_history"], multi["eval_history"]))
-    path = save("ddp", {"model": MODEL, "steps": args.steps, "single": single, "multi": multi,
+    path = save("ddp_smoke" if args.smoke else "ddp", {"model": MODEL, "steps": args.steps, "single": single, "multi": multi,
                         "scaling": scaling, "eval_loss_relative_difference": eval_gap})
     rows = [{"GPUs": r["gpus"], "global batch": r["global_batch"], "tokens/s": f"{r['tokens_per_s']:,.0f}",
              "train loss": f"{r['train_loss']:.4f}", "eval loss": f"{r['eval_loss']:.4f}"} for r in (single, multi)]
