@@ -7,10 +7,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from apt_plugin_cloud.retry import RetryPolicy
-from apt_plugin_cloud.transfer import TransferOptions
 from servers.fault_proxy import FaultProxy
 from servers.seaweed import start_seaweed
+
+from apt_plugin_cloud.retry import RetryPolicy
+from apt_plugin_cloud.transfer import TransferOptions
 
 # Tests must never reach a real cloud or pick up a developer's credentials.
 for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "HF_TOKEN",

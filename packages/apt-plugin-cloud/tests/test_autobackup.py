@@ -7,11 +7,11 @@ import time
 from types import SimpleNamespace
 
 import pytest
+
 from apt_core.errors import APTError
 from apt_plugin_cloud import autobackup
 from apt_plugin_cloud.settings import open_store, validate_settings
 from apt_plugin_cloud.transfer import list_snapshots, restore
-
 from conftest import tree_bytes, write_checkpoint
 
 

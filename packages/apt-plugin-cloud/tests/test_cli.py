@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
+
 from apt_core.errors import APTError
 from apt_plugin_cloud.settings import open_store, validate_settings
 from apt_plugin_cloud.store import Manifest, manifest_key, object_key
-
 from conftest import tree_bytes, write_checkpoint
 
 

@@ -8,7 +8,6 @@ import shutil
 from apt_plugin_cloud import transfer
 from apt_plugin_cloud.backends.local import LocalBackend
 from apt_plugin_cloud.transfer import backup, restore
-
 from conftest import tree_bytes
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 
 import pytest
+
 from apt_plugin_cloud.backends.hf import HFBackend
 from apt_plugin_cloud.retry import AuthError
 from apt_plugin_cloud.settings import settings_for
 from apt_plugin_cloud.transfer import backup, restore
-
 from conftest import HF_TOKEN_VALUE, tree_bytes
 
 

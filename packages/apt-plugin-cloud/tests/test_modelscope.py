@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 
 import pytest
+
 from apt_plugin_cloud.backends.modelscope import ModelScopeBackend
 from apt_plugin_cloud.retry import AuthError
 from apt_plugin_cloud.settings import settings_for
 from apt_plugin_cloud.transfer import backup, restore
-
 from conftest import MS_TOKEN, tree_bytes
 
 
@@ -17,8 +17,15 @@ def _store(url: str) -> ModelScopeBackend:
     return ModelScopeBackend(url.split("?")[0], settings_for(url, {"modelscope": {"endpoint": ""}}))
 
 
-def test_modelscope_round_trip(modelscope_url, modelscope_server, checkpoint, opts, tmp_path):
+@pytest.mark.parametrize("surface", ["modelscope_hub", "legacy"])
+def test_modelscope_round_trip(surface, modelscope_url, modelscope_server, checkpoint, opts, tmp_path):
     store = _store(modelscope_url)
+    if surface == "legacy":  # the modelscope.hub.api.HubApi surface older modelscope releases offer
+        from modelscope.hub.api import HubApi
+
+        from apt_plugin_cloud.backends.modelscope import _LegacyClient
+
+        store.client = _LegacyClient(HubApi(endpoint=modelscope_server.endpoint, token=MS_TOKEN))
     before = modelscope_server.app.commit_count
     first = backup(checkpoint, store, name="s1", opts=opts)
     assert first.uploaded_bytes == first.total_bytes

@@ -6,11 +6,11 @@ import logging
 import time
 
 import pytest
+from servers.fault_proxy import FaultProxy
+
 from apt_plugin_cloud.backends.oss import OSSBackend
 from apt_plugin_cloud.retry import AuthError
 from apt_plugin_cloud.transfer import backup, restore
-from servers.fault_proxy import FaultProxy
-
 from conftest import OSS_SECRET, tree_bytes
 
 

@@ -11,13 +11,13 @@ import textwrap
 import time
 
 import pytest
+
 from apt_core.errors import APTError
 from apt_plugin_cloud.backends.local import LocalBackend
 from apt_plugin_cloud.backends.s3 import S3Backend
 from apt_plugin_cloud.maintain import verify
 from apt_plugin_cloud.store import Manifest, manifest_key, object_key
 from apt_plugin_cloud.transfer import backup, list_snapshots, restore
-
 from conftest import tree_bytes
 
 FAULTS = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from apt_core.errors import APTError
 from apt_plugin_cloud.retry import (
     AuthError,

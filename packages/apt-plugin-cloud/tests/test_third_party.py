@@ -7,7 +7,6 @@ from apt_plugin_cloud.backends.base import Backend, ObjectInfo
 from apt_plugin_cloud.retry import NotFoundError
 from apt_plugin_cloud.settings import open_store
 from apt_plugin_cloud.transfer import backup
-
 from conftest import tree_bytes
 
 

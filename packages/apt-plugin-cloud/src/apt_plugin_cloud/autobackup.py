@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+
 from apt_core.errors import APTError, redact
 
 __all__ = ["AutoBackup", "JobResult", "get_worker", "on_checkpoint_saved", "on_train_end", "STAGING_DIR"]

@@ -1,8 +1,8 @@
 """``modelscope://owner/repo[/prefix]`` store in a ModelScope model repository (private by default).
 
-Uses ``modelscope.hub.api.HubApi(endpoint=...)`` (``MODELSCOPE_DOMAIN`` always gets ``https://``
+Uses the ModelScope SDK's ``HubApi(endpoint=...)`` (``MODELSCOPE_DOMAIN`` always gets ``https://``
 prefixed, so a test or private endpoint must be passed as ``endpoint``) with the token from
-``MODELSCOPE_API_TOKEN``. Objects are committed in batches with ``upload_folder`` (one commit per
+``MODELSCOPE_API_TOKEN``; see :func:`_client` for which of its two packages. Objects are committed in batches with ``upload_folder`` (one commit per
 batch). Every SDK result is checked: some ModelScope helpers (``push_to_hub``) swallow errors and
 return False, and a backup that reports success must have verified it.
 
@@ -22,7 +22,7 @@ from urllib.parse import quote_plus, urlsplit
 from apt_core.errors import APTError
 
 from ..retry import AuthError, NotFoundError, TransientError, parse_retry_after
-from .base import Backend, ObjectInfo, require_sdk, scrub
+from .base import Backend, ObjectInfo, install_log_redaction, require_sdk, scrub
 
 __all__ = ["ModelScopeBackend"]
 
@@ -42,11 +42,10 @@ class ModelScopeBackend(Backend):
         self.repo_id = "/".join(segments[:2])
         self.prefix = "/".join(segments[2:])
         self.url = f"modelscope://{self.repo_id}" + (f"/{self.prefix}" if self.prefix else "")
-        api_module = require_sdk("modelscope.hub.api", "modelscope")
         self.token = os.environ.get("MODELSCOPE_API_TOKEN") or None
         endpoint = settings.get("endpoint") or None
-        self.api = api_module.HubApi(endpoint=endpoint, token=self.token)
-        self.endpoint = str(getattr(self.api, "endpoint", "") or endpoint or "https://www.modelscope.cn").rstrip("/")
+        self.client = _client(endpoint, self.token)
+        self.endpoint = self.client.endpoint.rstrip("/")
         self._repo_ready = False
 
     def _path(self, key: str) -> str:
@@ -89,8 +88,7 @@ class ModelScopeBackend(Backend):
 
     def _ensure_repo(self) -> None:
         if not self._repo_ready:
-            self._call("create repository", self.api.create_repo, self.repo_id, visibility=PRIVATE,
-                       repo_type="model", exist_ok=True)
+            self._call("create repository", self.client.create_repo, self.repo_id)
             self._repo_ready = True
 
     # -- protocol ----------------------------------------------------------------------------------
@@ -99,8 +97,8 @@ class ModelScopeBackend(Backend):
         self._ensure_repo()
         if if_absent and self.exists(key):
             return False
-        self._call(f"upload {key}", self.api.upload_file, repo_id=self.repo_id, path_or_fileobj=data,
-                   path_in_repo=self._path(key), commit_message=f"apt backup: {key}")
+        self._call(f"upload {key}", self.client.upload_file, self.repo_id, data, self._path(key),
+                   f"apt backup: {key}")
         return True
 
     def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
@@ -113,8 +111,8 @@ class ModelScopeBackend(Backend):
                 path = Path(tmp) / key
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
-            self._call(f"upload {len(items)} objects", self.api.upload_folder, repo_id=self.repo_id, folder_path=tmp,
-                       path_in_repo=self.prefix, commit_message=f"apt backup: {len(items)} objects")
+            self._call(f"upload {len(items)} objects", self.client.upload_folder, self.repo_id, tmp, self.prefix,
+                       f"apt backup: {len(items)} objects")
 
     def get(self, key: str) -> bytes:
         import requests
@@ -147,14 +145,13 @@ class ModelScopeBackend(Backend):
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         full = self._path(prefix)
         try:
-            files = self._call(f"list {prefix}", self.api.get_model_files, self.repo_id, recursive=True)
+            files = self._call(f"list {prefix}", self.client.list_files, self.repo_id)
         except NotFoundError:
             return
         strip = len(self._path(""))
-        for item in files or []:
-            path = item.get("Path") or item.get("path") or ""
-            if (item.get("Type") or "blob") != "tree" and path.startswith(full):
-                yield ObjectInfo(path[strip:], int(item.get("Size") or 0))
+        for path, size in files:
+            if path.startswith(full):
+                yield ObjectInfo(path[strip:], size)
 
     def delete(self, key: str) -> None:
         self.delete_many([key])
@@ -162,5 +159,78 @@ class ModelScopeBackend(Backend):
     def delete_many(self, keys) -> None:
         paths = [self._path(k) for k in keys]
         if paths:
-            self._call(f"delete {len(paths)} files", self.api.delete_files, self.repo_id, file_paths=paths,
-                       commit_message=f"apt prune: delete {len(paths)} files")
+            self._call(f"delete {len(paths)} files", self.client.delete_files, self.repo_id, paths,
+                       f"apt prune: delete {len(paths)} files")
+
+
+def _client(endpoint: str | None, token: str | None):
+    """The lightest ModelScope client available.
+
+    modelscope >= 1.40 is a shim over ``modelscope_hub``, and ``import modelscope`` also imports torch
+    (seconds); ``modelscope_hub`` alone does not. Older modelscope releases have only ``modelscope.hub.api``.
+    """
+    if endpoint and not endpoint.startswith("http"):
+        endpoint = f"https://{endpoint}"  # what the SDK itself does with a bare domain
+    install_log_redaction()
+    try:
+        from modelscope_hub.api import HubApi
+    except ImportError:
+        return _LegacyClient(require_sdk("modelscope.hub.api", "modelscope").HubApi(endpoint=endpoint, token=token))
+    return _HubClient(HubApi(endpoint=endpoint, token=token))
+
+
+class _HubClient:
+    """``modelscope_hub.api.HubApi`` (what modelscope >= 1.40 runs underneath)."""
+
+    def __init__(self, api):
+        self.api = api
+        config = getattr(api, "_config", None)
+        self.endpoint = str(getattr(config, "endpoint", "") or "https://www.modelscope.cn")
+
+    def create_repo(self, repo_id: str):
+        from modelscope_hub.errors import AlreadyExistsError
+
+        try:
+            return self.api.create_repo(repo_id, "model", visibility=PRIVATE)
+        except AlreadyExistsError:
+            return None
+
+    def upload_file(self, repo_id, data, path, message):
+        return self.api.upload_file(repo_id, "model", data, path, commit_message=message, disable_tqdm=True)
+
+    def upload_folder(self, repo_id, folder, path_in_repo, message):
+        return self.api.upload_folder(repo_id, "model", folder, path_in_repo=path_in_repo, commit_message=message,
+                                      disable_tqdm=True, use_cache=False)
+
+    def list_files(self, repo_id) -> list[tuple[str, int]]:
+        return [(f.path, int(f.size or 0)) for f in self.api.list_repo_files(repo_id, "model", recursive=True)
+                if f.type != "tree"]
+
+    def delete_files(self, repo_id, paths, message):
+        return self.api.delete_files(repo_id, "model", file_paths=paths, commit_message=message)
+
+
+class _LegacyClient:
+    """``modelscope.hub.api.HubApi(endpoint=...)`` of modelscope releases before 1.40."""
+
+    def __init__(self, api):
+        self.api = api
+        self.endpoint = str(getattr(api, "endpoint", "") or "https://www.modelscope.cn")
+
+    def create_repo(self, repo_id: str):
+        return self.api.create_repo(repo_id, visibility=PRIVATE, repo_type="model", exist_ok=True)
+
+    def upload_file(self, repo_id, data, path, message):
+        return self.api.upload_file(repo_id=repo_id, path_or_fileobj=data, path_in_repo=path, commit_message=message)
+
+    def upload_folder(self, repo_id, folder, path_in_repo, message):
+        return self.api.upload_folder(repo_id=repo_id, folder_path=folder, path_in_repo=path_in_repo,
+                                      commit_message=message)
+
+    def list_files(self, repo_id) -> list[tuple[str, int]]:
+        files = self.api.get_model_files(repo_id, recursive=True) or []
+        return [(f.get("Path") or f.get("path") or "", int(f.get("Size") or 0)) for f in files
+                if (f.get("Type") or "blob") != "tree"]
+
+    def delete_files(self, repo_id, paths, message):
+        return self.api.delete_files(repo_id, file_paths=paths, commit_message=message)
