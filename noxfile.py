@@ -74,14 +74,34 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The main job: train on the embedded corpus, then run every installed plugin's step on the result."""
+    """The main job: train on the embedded corpus, then export, back up, distill and prune the result."""
+    import shutil
+
     install_all(session)
     out = ROOT / "runs" / "demo"
-    session.run("apt-model", "plugins")
-    session.run("apt-model", "train", "--out", str(out / "model"), *session.posargs)
-    session.run("apt-model", "generate", str(out / "model"), "ROMEO:", "--max-new-tokens", "120")
-    session.run("apt-model", "eval", str(out / "model"))
-    session.run("apt-model", "info", str(out / "model"))
+    shutil.rmtree(out, ignore_errors=True)  # each demo is a fresh run
+    model, store = str(out / "model"), (out / "backups").as_uri()
+
+    def apt(*args: str) -> None:
+        session.run("apt-model", *args)
+
+    apt("plugins")
+    apt("train", "--out", model, *session.posargs)                      # core: train, sample, evaluate
+    apt("generate", model, "ROMEO:", "--max-new-tokens", "120")
+    apt("eval", model)
+    apt("info", model)
+    apt("hf", "export", model, str(out / "hf"))                         # hf: transformers-loadable folder
+    apt("hf", "check", str(out / "hf"), "--checkpoint", model)          #     AutoModelForCausalLM == APT
+    apt("backup", model, store, "--name", "demo")                       # cloud: verified snapshot
+    apt("backup", model, store, "--name", "demo-again")                 #        unchanged: 0 bytes uploaded
+    apt("restore", store, "demo", str(out / "restored"))
+    apt("backups", "verify", store)
+    apt("distill", "--teacher", model, "--student-from-teacher", "0,2",  # distill: half-depth student
+        "--steps", "200", "--out", str(out / "distilled"))
+    apt("prune", model, "--structured", "heads,ffn", "--sparsity", "0.5",  # prune: physically smaller
+        "--finetune-steps", "200", "--out", str(out / "pruned"))
+    apt("prune", "stats", str(out / "pruned"))
+    apt("eval", str(out / "pruned"))
 
 
 @nox.session
