@@ -43,10 +43,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 __all__ = ["HubServer", "hub_server", "git_blob_oid"]
@@ -97,12 +97,12 @@ class HubServer:
     """State and HTTP server of one test Hub. Repos live in memory; blobs on disk under *root*."""
 
     def __init__(self, root: Path, token: str, user: str = "tester", orgs: tuple[str, ...] = ("apt-org",),
-                 lfs_threshold: int = 1024) -> None:
+                 lfs_threshold: int = 64 * 1024) -> None:
         self.root = Path(root)
         self.objects = self.root / "objects"
         self.objects.mkdir(parents=True, exist_ok=True)
         self.token, self.user, self.orgs = token, user, tuple(orgs)
-        #: Files at least this large (or binary) are LFS; the real Hub uses 10 MB, small here so tests cover LFS.
+        #: Files at least this large, binary files and *.safetensors are LFS (the real Hub: 10 MB, binary, .gitattributes).
         self.lfs_threshold = lfs_threshold
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[tuple[str, str]] = []
@@ -112,7 +112,7 @@ class HubServer:
         self.url = ""
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         server = self
 
         class Handler(_Handler):
@@ -531,7 +531,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def hub_server(root: str | Path | None = None, *, token: str | None = None, user: str = "tester",
-               orgs: tuple[str, ...] = ("apt-org",), lfs_threshold: int = 1024) -> Iterator[HubServer]:
+               orgs: tuple[str, ...] = ("apt-org",), lfs_threshold: int = 64 * 1024) -> Iterator[HubServer]:
     """Start a Hub-protocol server on a free 127.0.0.1 port in a thread; yields it (``.url``, ``.token``).
 
     Blobs are stored under *root* (a fresh temporary directory, removed afterwards, when not given).

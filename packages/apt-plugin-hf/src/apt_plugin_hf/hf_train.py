@@ -72,7 +72,8 @@ def _blocks(documents: list[str], hf_tok, seq_len: int):
     eos = hf_tok.eos_token_id
 
     def tokenize(batch):
-        encoded = hf_tok(batch["text"], add_special_tokens=False)["input_ids"]
+        # verbose=False: whole documents exceed model_max_length on purpose; they are cut into blocks below.
+        encoded = hf_tok(batch["text"], add_special_tokens=False, verbose=False)["input_ids"]
         return {"input_ids": [ids + [eos] for ids in encoded]}
 
     def group(batch):
@@ -206,6 +207,11 @@ def train_with_transformers(*, data_specs: list[str], out_dir: Path, config, tex
     trainer = Trainer(model=model, args=args, train_dataset=train_blocks, eval_dataset=eval_blocks,
                       data_collator=DataCollatorForLanguageModeling(hf_tok, mlm=False),
                       callbacks=[_callback_class()(run, save_every)])
+    if not progress:  # --json: stdout carries the summary only
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
     run.is_main_process = trainer.is_world_process_zero()
     result = trainer.train()
     run.state.step = trainer.state.global_step

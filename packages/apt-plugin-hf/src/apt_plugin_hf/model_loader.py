@@ -16,7 +16,7 @@ from typing import Any
 
 from apt_core.errors import APTError
 
-__all__ = ["HFCausalLM", "CausalLMResult", "load_hf_causal_lm", "resolve_model_dir"]
+__all__ = ["CausalLMResult", "load_hf_causal_lm", "resolve_model_dir"]
 
 
 @dataclass

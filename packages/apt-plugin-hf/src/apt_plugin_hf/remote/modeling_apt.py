@@ -54,7 +54,7 @@ if _CACHE_FIELD == "cache":
 
         loss: torch.Tensor | None = None
         logits: torch.Tensor | None = None
-        cache: "APTCache | None" = None
+        cache: APTCache | None = None
         hidden_states: tuple[torch.Tensor, ...] | None = None
 
 else:  # pragma: no cover - transformers releases before the rename
@@ -65,7 +65,7 @@ else:  # pragma: no cover - transformers releases before the rename
 
         loss: torch.Tensor | None = None
         logits: torch.Tensor | None = None
-        past_key_values: "APTCache | None" = None
+        past_key_values: APTCache | None = None
         hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
