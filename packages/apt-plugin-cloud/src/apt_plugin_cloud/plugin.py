@@ -49,9 +49,12 @@ def apt_checkpoint_saved(trainer, path):
     on_checkpoint_saved(trainer, path)
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def apt_train_end(trainer, metrics):
-    """Wait for pending auto-backups and report them (an error if any failed and fail_on_error)."""
+    """Wait for pending auto-backups and report them (an error if any failed and fail_on_error).
+
+    ``trylast``: other plugins' end-of-training work runs first, whatever happens to the uploads.
+    """
     from .autobackup import on_train_end
 
     on_train_end(trainer, metrics)
