@@ -39,7 +39,7 @@ def check_export(folder: str | Path, checkpoint: str | Path | None = None, *, te
     hf_model.eval()
 
     apt_ids = apt_tok.encode(text)
-    hf_ids = hf_tok.encode(text, add_special_tokens=False)
+    hf_ids = hf_tok.encode(text, add_special_tokens=False, verbose=False)
     window = apt_model.config.max_seq_len
     ids = torch.tensor([apt_ids[: max(1, window)]])
     with torch.no_grad():

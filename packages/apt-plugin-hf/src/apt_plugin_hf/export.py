@@ -165,17 +165,26 @@ def hf_exporter(checkpoint: Path, out: Path, **options: Any) -> Path:
     unknown = sorted(set(options) - known)
     if unknown:
         raise APTError(f"unknown hf export option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    from .plugin import DEFAULTS
+
     arch = options.get("as") or options.get("as_") or options.get("arch") or "apt"
+    settings = _settings_or_defaults(DEFAULTS)
     return export_checkpoint(
         checkpoint, out,
-        shard_size=options.get("shard_size", "2GB"),
+        shard_size=options.get("shard_size", settings["shard_size"]),
         as_=str(arch),
         dtype=options.get("dtype") or None,
         dataset=options.get("dataset") or None,
         overwrite=_as_bool("overwrite", options.get("overwrite", options.get("force", False))),
         push=options.get("push") or None,
-        private=_as_bool("private", options.get("private", False)),
+        private=_as_bool("private", options.get("private", settings["private"])),
     )
+
+
+def _settings_or_defaults(defaults: dict) -> dict:
+    from apt_core.config import get_config
+
+    return {**defaults, **get_config().plugin("hf")}
 
 
 def read_export_config(directory: Path) -> dict:
