@@ -157,3 +157,14 @@ def test_per_endpoint_settings_and_env(apt_cli, monkeypatch):
     assert settings_for("s3://legacy/x", config)["checksum"] == "when_required"
     assert settings_for("s3://other/x", config)["checksum"] == "sha256"
     assert settings_for("s3://other/x?checksum=md5", config)["checksum"] == "md5"
+
+
+def test_demo_real_checkpoint(apt_cli, tiny_checkpoint, tmp_path):
+    """The README demo on a real APT checkpoint: back up, restore, verify, and the restored copy loads."""
+    url = f"file://{tmp_path}/backups"
+    assert apt_cli("backup", tiny_checkpoint, url, "--name", "demo", "-q").exit_code == 0
+    assert apt_cli("restore", url, "demo", tmp_path / "restored", "-q").exit_code == 0
+    assert apt_cli("backups", "verify", url, "demo", "-q").exit_code == 0
+    assert tree_bytes(tmp_path / "restored") == tree_bytes(tiny_checkpoint)
+    info = apt_cli("info", tmp_path / "restored")
+    assert info.exit_code == 0, info.output
