@@ -132,6 +132,7 @@ def distill_command(teacher, student, student_config, student_from_teacher, toke
       apt-model distill --teacher runs/m --student-from-teacher 0,2 --steps 300 --out runs/distilled
     """
     import torch
+
     from apt_core.config import get_config
     from apt_core.errors import APTError
     from apt_core.models import load_model
@@ -153,6 +154,7 @@ def distill_command(teacher, student, student_config, student_from_teacher, toke
     settings = DistillSettings(**{**defaults, **{k: v for k, v in given.items() if v is not None}})
 
     teacher_model = load_model(teacher)
+    torch.manual_seed(seed)  # a fresh student's initialisation is part of the run: reproducible
     student_model = _build_student(teacher_model, student, student_config, student_from_teacher)
     tok = _resolve_tokenizer(tokenizer, student, teacher)
     check_vocab(teacher_model, student_model, tok)

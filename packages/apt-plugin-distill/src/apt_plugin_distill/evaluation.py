@@ -3,7 +3,6 @@ teacher and student so the two numbers are comparable."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -18,6 +17,8 @@ def perplexity(model: torch.nn.Module, tokens: torch.Tensor, seq_len: int, batch
     """Token-weighted next-token loss and perplexity over non-overlapping ``seq_len`` blocks of ``tokens``.
 
     Uses only ``model(input_ids).logits``, so teachers from any model loader are measured the same way.
+    Runs without autocast (in the models' own dtype): a reported perplexity should not depend on
+    mixed-precision rounding, and the pass is short.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     n_blocks = len(tokens) // seq_len
@@ -26,12 +27,10 @@ def perplexity(model: torch.nn.Module, tokens: torch.Tensor, seq_len: int, batch
     blocks = tokens[: n_blocks * seq_len].view(n_blocks, seq_len)
     was_training = model.training
     model.eval()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     loss_sum, count = 0.0, 0
     for start in range(0, n_blocks, batch_size):
         ids = blocks[start : start + batch_size].to(device)
-        with autocast:
-            logits = model(ids).logits
+        logits = model(ids).logits
         loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
                                reduction="sum")
         loss_sum += float(loss)

@@ -29,6 +29,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from apt_core.errors import APTError
 
 __all__ = ["layer_map", "FeatureProjections", "feature_loss", "apt_attention_probs", "attention_loss"]

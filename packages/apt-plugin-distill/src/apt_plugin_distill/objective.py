@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
+
 from apt_core.errors import APTError
 
 from .features import FeatureProjections, attention_loss, feature_loss, layer_map

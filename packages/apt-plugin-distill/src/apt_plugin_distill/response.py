@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
 from apt_core.errors import APTError
 
 __all__ = ["KL_KINDS", "ResponseLoss", "response_loss", "kd_positions", "DEFAULT_CHUNK_TOKENS"]

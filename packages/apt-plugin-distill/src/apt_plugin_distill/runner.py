@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
 from apt_core.errors import APTError
 from apt_core.training import TrainingArguments
 

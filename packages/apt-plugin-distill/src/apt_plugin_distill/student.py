@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
 from apt_core.errors import APTError
 from apt_core.model import PRESETS, APTConfig, APTModel
 
