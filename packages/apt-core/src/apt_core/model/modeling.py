@@ -139,14 +139,13 @@ class APTAttention(nn.Module):
         bsz, seq, _ = x.shape
         inner = self.n_heads * self.head_dim
         if self.autopoietic and not self._observed():
-            # One matmul for everything read from x (qkv, the low-rank down-projection, the gate's
-            # projection): the two small ones alone would be poorly shaped GPU kernels.
-            weight = torch.cat([self.qkv.weight, self.ap_down.weight, self.ap_gate.weight])
-            qkv, down, gate_in = F.linear(x, weight).split(
-                [3 * inner, self.ap_down.out_features, self.n_heads], dim=-1)
-            gate_in = gate_in + self.ap_gate.bias
+            # One matmul for qkv and the low-rank down-projection: alone, the small one is a poorly
+            # shaped GPU kernel. (The gate's projection stays separate: inductor fails to generate
+            # the prefix scan over a slice of the fused output.)
+            qkv, down = F.linear(x, torch.cat([self.qkv.weight, self.ap_down.weight])).split(
+                [3 * inner, self.ap_down.out_features], dim=-1)
         elif self.autopoietic:
-            qkv, down, gate_in = self.qkv(x), self.ap_down(x), self.ap_gate(x)
+            qkv, down = self.qkv(x), self.ap_down(x)
         else:
             qkv = self.qkv(x)
         q, k, v = qkv.view(bsz, seq, 3, self.n_heads, self.head_dim).unbind(dim=2)
@@ -170,14 +169,14 @@ class APTAttention(nn.Module):
             # gate = sigmoid(W_g · mean(x_<=t) + b) = sigmoid(mean(W_g · x + b)_<=t): the mean commutes with
             # the affine map, so the running mean is taken over the H gate inputs instead of the d_model
             # inputs. Same function, a d_model/H times smaller prefix scan.
-            gate = torch.sigmoid(self._prefix_mean(gate_in, token_mask, cache))  # [B, T, H]
+            gate = torch.sigmoid(self._prefix_mean(self.ap_gate(x), token_mask, cache))  # [B, T, H]
             low_rank = self.ap_up(down).view(bsz, seq, self.n_heads, self.head_dim)
             o = o + (self.alpha * torch.tanh(self.ap_tau)) * gate.unsqueeze(-1) * low_rank
         return self.out(o.reshape(bsz, seq, inner))
 
     def _observed(self) -> bool:
         """Whether a hook watches the projections (calibration, pruning): then each is called as a module."""
-        return any(m._forward_hooks or m._forward_pre_hooks for m in (self.qkv, self.ap_down, self.ap_gate))
+        return any(m._forward_hooks or m._forward_pre_hooks for m in (self.qkv, self.ap_down))
 
     def _prefix_mean(self, x: torch.Tensor, token_mask: torch.Tensor | None, cache: APTCache | None) -> torch.Tensor:
         """Mean of x over positions <= t (padding excluded), continuing the cache's running sum.
