@@ -32,7 +32,6 @@ CONFIG_DEFAULTS = {
 def validate_config(values: dict) -> dict:
     """Check a merged ``[plugins.prune]`` section (one clear APTError per bad value)."""
     from apt_core.errors import APTError
-
     from apt_plugin_prune.options import check_method, check_scope
 
     check_method(values["method"])
@@ -173,7 +172,6 @@ def prune_model_command(checkpoint, sparsity, finetune_steps, out, method, struc
 def stats(checkpoint, as_json):
     """Sparsity (global and per layer, with denominators), parameter count, size on disk."""
     from apt_core.checkpoint import load_checkpoint
-
     from apt_plugin_prune.stats import format_report, sparsity_report
 
     ckpt = load_checkpoint(checkpoint, require_tokenizer=False)
@@ -194,7 +192,6 @@ def sweep(checkpoint, sparsities, finetune_steps, out, method, structured, scope
           no_progress, as_json):
     """Perplexity at several sparsities: a table, sweep.json and a PNG plot."""
     from apt_core.errors import APTError
-
     from apt_plugin_prune.options import parse_sparsities
     from apt_plugin_prune.sweep import format_sweep, run_sweep
 

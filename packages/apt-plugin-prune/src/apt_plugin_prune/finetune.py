@@ -84,7 +84,6 @@ def finetune(model: nn.Module, data: TokenData, steps: int, *, tokenizer=None, o
     Checkpoints (when *out_dir* is given) contain plain weights with zeros.
     """
     from apt_core.training import Trainer, TrainingArguments
-
     from apt_plugin_prune.masks import MaskEnforcer
 
     if steps < 1:

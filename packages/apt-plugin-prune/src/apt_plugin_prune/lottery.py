@@ -23,7 +23,6 @@ import torch
 from torch import nn
 
 from apt_core.errors import APTError
-
 from apt_plugin_prune.options import check_scope, check_sparsity
 
 __all__ = ["LotterySettings", "RewindCapture", "rewind", "run_lottery"]
@@ -106,7 +105,6 @@ def run_lottery(checkpoint: str | Path, out: str | Path, settings: LotterySettin
     """
     from apt_core.checkpoint import load_checkpoint, resolve_checkpoint
     from apt_core.model import APTModel
-
     from apt_plugin_prune.finetune import load_token_data
     from apt_plugin_prune.masks import MaskSet, compute_masks, importance_scores, prunable_weights
     from apt_plugin_prune.pruning import check_out_dir

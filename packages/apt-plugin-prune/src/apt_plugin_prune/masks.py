@@ -29,13 +29,14 @@ __all__ = [
 def prunable_weights(model: nn.Module, include_embeddings: bool = False) -> dict[str, nn.Parameter]:
     """The weight matrices unstructured pruning may touch, by parameter name.
 
-    Every linear weight inside the blocks (qkv, out, autopoietic U/V/gate, FFN W1/W2/W3). Norm
-    gains, biases and ``ap_tau`` are excluded (tiny and sensitive). The token embedding (which is
-    also the LM head when tied) only with ``include_embeddings``.
+    Every linear weight inside the blocks (qkv, out, autopoietic U/V, FFN W1/W2/W3). Excluded: norm
+    gains, biases, ``ap_tau`` and the per-head gate ``ap_gate`` (d x heads: a control signal, not
+    capacity; global Taylor scores empty it first). The token embedding (which is also the LM head
+    when tied) only with ``include_embeddings``.
     """
     chosen: dict[str, nn.Parameter] = {}
     for module_name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and module_name.startswith("layers."):
+        if isinstance(module, nn.Linear) and module_name.startswith("layers.") and not module_name.endswith("ap_gate"):
             chosen[f"{module_name}.weight"] = module.weight
         elif include_embeddings and isinstance(module, (nn.Embedding, nn.Linear)) and module_name in ("embed", "lm_head"):
             chosen[f"{module_name}.weight"] = module.weight
@@ -80,7 +81,7 @@ def _keep_top(flat_scores: torch.Tensor, n_prune: int) -> torch.Tensor:
 
 def compute_masks(scores: dict[str, torch.Tensor], sparsity: float, scope: str = "layer",
                   per_row: bool = False, nm: tuple[int, int] | None = None,
-                  previous: "MaskSet | None" = None) -> "MaskSet":
+                  previous: MaskSet | None = None) -> MaskSet:
     """Masks pruning a ``sparsity`` fraction of the scored weights.
 
     ``scope='layer'``: each tensor loses that fraction; ``'global'``: one threshold across tensors.
@@ -136,7 +137,7 @@ class MaskSet:
         self.masks = {name: mask.bool() for name, mask in masks.items()}
 
     @classmethod
-    def from_zeros(cls, model: nn.Module, names) -> "MaskSet":
+    def from_zeros(cls, model: nn.Module, names) -> MaskSet:
         """Masks of the weights that are exactly zero now (how a saved pruned checkpoint is resumed)."""
         params = dict(model.named_parameters())
         return cls({name: params[name].detach() != 0 for name in names})

@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from apt_core.errors import APTError
-
 from apt_plugin_prune.options import check_method, check_scope, check_sparsity
 
 __all__ = ["PruneSettings", "prune_model", "prune_checkpoint", "check_out_dir"]
@@ -131,7 +130,6 @@ def prune_checkpoint(checkpoint: str | Path, out: str | Path, settings: PruneSet
                      eval_batches: int = 20, device: str = "auto", progress: bool = True) -> dict[str, Any]:
     """Prune a checkpoint into the run directory *out* (``checkpoint-N/`` + ``latest`` + ``prune_report.json``)."""
     from apt_core.checkpoint import checkpoint_name, load_checkpoint, resolve_checkpoint, save_checkpoint
-
     from apt_plugin_prune.finetune import finetune, load_token_data, perplexity
     from apt_plugin_prune.stats import sparsity_report
 

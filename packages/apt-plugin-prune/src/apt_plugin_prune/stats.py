@@ -54,7 +54,7 @@ def sparsity_report(model: nn.Module, path: str | Path | None = None) -> dict[st
         "sparsity_all": all_zeros / all_total if all_total else 0.0,
         "prunable_parameters": p_total,
         "denominators": {
-            "prunable": "linear weight matrices inside the blocks (qkv, out, autopoietic U/V/gate, FFN W1/W2/W3)",
+            "prunable": "linear weight matrices inside the blocks (qkv, out, autopoietic U/V, FFN W1/W2/W3)",
             "all": "every parameter, tied embedding/LM head counted once, norms and biases included",
         },
         "layers": [],

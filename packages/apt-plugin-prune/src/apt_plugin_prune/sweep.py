@@ -21,7 +21,6 @@ def run_sweep(checkpoint: str | Path, out: str | Path, sparsities: list[float], 
               device: str = "auto", progress: bool = True) -> dict[str, Any]:
     """Prune a copy of the checkpoint at each sparsity; write ``sweep.json`` and ``sweep.png`` into *out*."""
     from apt_core.checkpoint import load_checkpoint, resolve_checkpoint
-
     from apt_plugin_prune.finetune import finetune, load_token_data, perplexity
     from apt_plugin_prune.pruning import check_out_dir, prune_model
     from apt_plugin_prune.stats import sparsity_report
