@@ -83,7 +83,8 @@ def test_padding_mask_and_cache_match_apt(apt_checkpoint, exported):
         assert float((apt(ids, attention_mask=mask).logits - hf(ids, attention_mask=mask).logits).abs().max()) < 1e-5
         # Incremental decoding through the HF cache equals one full forward pass.
         first = hf(ids[:, :12], use_cache=True)
-        rest = hf(ids[:, 12:], cache=first.cache, use_cache=True)
+        cache = first.get("cache") or first.get("past_key_values")  # the field was renamed during transformers 5.x
+        rest = hf(ids[:, 12:], cache=cache, use_cache=True)
         full = hf(ids).logits
         assert float((rest.logits - full[:, 12:]).abs().max()) < 1e-5
 
