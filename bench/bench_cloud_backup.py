@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "packages" / "apt-plugin-cloud" / "tests"))
 
-from servers.seaweed import start_seaweed  # noqa: E402
+from cloud_servers.seaweed import start_seaweed  # noqa: E402
 
 MB = 1024 * 1024
 

@@ -7,8 +7,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from servers.fault_proxy import FaultProxy
-from servers.seaweed import start_seaweed
+from cloud_servers.fault_proxy import FaultProxy
+from cloud_servers.seaweed import start_seaweed
+from cloud_testlib import HF_TOKEN_VALUE, HF_USER, MB, MS_TOKEN, MS_USER, OSS_KEY_ID, OSS_SECRET, write_checkpoint
 
 from apt_plugin_cloud.retry import RetryPolicy
 from apt_plugin_cloud.transfer import TransferOptions
@@ -24,7 +25,6 @@ os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 
-MB = 1024 * 1024
 
 
 def pytest_configure(config):
@@ -41,26 +41,6 @@ def cloud_plugin_manager(apt_pm, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))  # the hash cache lives there
     monkeypatch.chdir(tmp_path)
     return apt_pm(apt_plugin_cloud.plugin)
-
-
-def write_checkpoint(path: Path, seed: int = 0, model_mb: float = 3.0) -> Path:
-    """A checkpoint-shaped directory: JSON files plus a random 'tensor' file of *model_mb* MB."""
-    import random
-
-    rng = random.Random(seed)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text('{"model_type": "apt", "d_model": 64, "n_layers": 2}\n')
-    (path / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "BPE"}}\n')
-    (path / "trainer_state.json").write_text('{"step": 10, "epoch": 0}\n')
-    (path / "model.safetensors").write_bytes(rng.randbytes(int(model_mb * MB)))
-    (path / "optimizer.safetensors").write_bytes(rng.randbytes(int(model_mb * MB // 2)))
-    (path / "sub").mkdir(exist_ok=True)
-    (path / "sub" / "empty.bin").write_bytes(b"")
-    return path
-
-
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
@@ -104,12 +84,11 @@ def fault_proxy(seaweed):
     proxy.stop()
 
 
-OSS_KEY_ID, OSS_SECRET = "LTAI5tAPTTESTKEY0001", "apt-oss-secret-0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
 def oss_server():
-    from servers.oss_server import start_oss
+    from cloud_servers.oss_server import start_oss
 
     server = start_oss(OSS_KEY_ID, OSS_SECRET, ["apt-oss"])
     yield server
@@ -123,12 +102,11 @@ def oss_url(oss_server, monkeypatch) -> str:
     return f"oss://apt-oss/{uuid.uuid4().hex[:10]}?endpoint={oss_server.endpoint}"
 
 
-HF_USER, HF_TOKEN_VALUE = "apt-tester", "hf_aptTestToken0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
 def hub_server():
-    from servers.hub_server import HubServer
+    from cloud_servers.hub_server import HubServer
 
     server = HubServer({HF_TOKEN_VALUE: HF_USER})
     yield server
@@ -145,12 +123,11 @@ def hf_url(hub_server, monkeypatch) -> str:
     return f"hf://{HF_USER}/backup-{uuid.uuid4().hex[:8]}?endpoint={hub_server.endpoint}"
 
 
-MS_USER, MS_TOKEN = "apt-tester", "ms-apt-test-token-0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
 def modelscope_server():
-    from servers.modelscope_server import ModelScopeServer
+    from cloud_servers.modelscope_server import ModelScopeServer
 
     server = ModelScopeServer({MS_TOKEN: MS_USER})
     yield server

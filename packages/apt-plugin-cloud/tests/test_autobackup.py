@@ -7,12 +7,12 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from cloud_testlib import tree_bytes, write_checkpoint
 
 from apt_core.errors import APTError
 from apt_plugin_cloud import autobackup
 from apt_plugin_cloud.settings import open_store, validate_settings
 from apt_plugin_cloud.transfer import list_snapshots, restore
-from conftest import tree_bytes, write_checkpoint
 
 
 @pytest.fixture(autouse=True)

@@ -4,11 +4,11 @@ a checkpoint differing in one tensor uploads only that file's changed chunks."""
 from __future__ import annotations
 
 import pytest
+from cloud_testlib import tree_bytes
 
 from apt_plugin_cloud.maintain import verify
 from apt_plugin_cloud.settings import open_store, validate_settings
 from apt_plugin_cloud.transfer import backup, restore
-from conftest import tree_bytes
 
 BACKENDS = ["file", "s3", "oss", "hf", "modelscope"]
 

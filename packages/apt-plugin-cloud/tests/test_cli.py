@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from cloud_testlib import tree_bytes, write_checkpoint
 
 from apt_core.errors import APTError
 from apt_plugin_cloud.settings import open_store, validate_settings
 from apt_plugin_cloud.store import Manifest, manifest_key, object_key
-from conftest import tree_bytes, write_checkpoint
 
 
 def test_backup_list_restore_verify(apt_cli, checkpoint, tmp_path):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 
+from cloud_testlib import tree_bytes
+
 from apt_plugin_cloud import transfer
 from apt_plugin_cloud.backends.local import LocalBackend
 from apt_plugin_cloud.transfer import backup, restore
-from conftest import tree_bytes
 
 
 def _count_hashing(monkeypatch) -> list[int]:

@@ -1,16 +1,16 @@
-"""HF Hub backend: the real huggingface_hub.HfApi against the protocol-level Hub server in tests/servers."""
+"""HF Hub backend: the real huggingface_hub.HfApi against the protocol-level Hub server in tests/cloud_servers."""
 
 from __future__ import annotations
 
 import logging
 
 import pytest
+from cloud_testlib import HF_TOKEN_VALUE, tree_bytes
 
 from apt_plugin_cloud.backends.hf import HFBackend
 from apt_plugin_cloud.retry import AuthError
 from apt_plugin_cloud.settings import settings_for
 from apt_plugin_cloud.transfer import backup, restore
-from conftest import HF_TOKEN_VALUE, tree_bytes
 
 
 def _store(url: str) -> HFBackend:

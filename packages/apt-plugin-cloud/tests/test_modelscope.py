@@ -1,16 +1,16 @@
-"""ModelScope backend: the real modelscope SDK against the protocol-level server in tests/servers."""
+"""ModelScope backend: the real modelscope SDK against the protocol-level server in tests/cloud_servers."""
 
 from __future__ import annotations
 
 import logging
 
 import pytest
+from cloud_testlib import MS_TOKEN, tree_bytes
 
 from apt_plugin_cloud.backends.modelscope import ModelScopeBackend
 from apt_plugin_cloud.retry import AuthError
 from apt_plugin_cloud.settings import settings_for
 from apt_plugin_cloud.transfer import backup, restore
-from conftest import MS_TOKEN, tree_bytes
 
 
 def _store(url: str) -> ModelScopeBackend:

@@ -1,4 +1,4 @@
-"""OSS backend: the real oss2 SDK against the protocol-level OSS server in tests/servers."""
+"""OSS backend: the real oss2 SDK against the protocol-level OSS server in tests/cloud_servers."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import logging
 import time
 
 import pytest
-from servers.fault_proxy import FaultProxy
+from cloud_servers.fault_proxy import FaultProxy
+from cloud_testlib import OSS_SECRET, tree_bytes
 
 from apt_plugin_cloud.backends.oss import OSSBackend
 from apt_plugin_cloud.retry import AuthError
 from apt_plugin_cloud.transfer import backup, restore
-from conftest import OSS_SECRET, tree_bytes
 
 
 def test_forbid_overwrite_and_crc(oss_url):

@@ -11,6 +11,7 @@ import textwrap
 import time
 
 import pytest
+from cloud_testlib import tree_bytes
 
 from apt_core.errors import APTError
 from apt_plugin_cloud.backends.local import LocalBackend
@@ -18,7 +19,6 @@ from apt_plugin_cloud.backends.s3 import S3Backend
 from apt_plugin_cloud.maintain import verify
 from apt_plugin_cloud.store import Manifest, manifest_key, object_key
 from apt_plugin_cloud.transfer import backup, list_snapshots, restore
-from conftest import tree_bytes
 
 FAULTS = [
     ("503", "PUT"), ("429", "PUT"), ("cut_request", "PUT"), ("corrupt_request", "PUT"),
@@ -107,7 +107,7 @@ def test_restore_refuses_paths_escaping_out(evil, tmp_path, opts):
 
 def test_killed_upload_then_rerun(s3_env, fault_proxy, tmp_path, opts):
     """Kill a backup mid-way: no snapshot is visible; the re-run uploads only what is missing."""
-    from conftest import write_checkpoint
+    from cloud_testlib import write_checkpoint
 
     s3_env.create_bucket("apt-tests")
     ckpt = write_checkpoint(tmp_path / "ckpt", model_mb=8)

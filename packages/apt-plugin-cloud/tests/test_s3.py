@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 
 import pytest
+from cloud_testlib import MB, tree_bytes, write_checkpoint
 
 from apt_core.errors import APTError
 from apt_plugin_cloud.backends.s3 import S3Backend
 from apt_plugin_cloud.maintain import verify
 from apt_plugin_cloud.retry import AuthError
 from apt_plugin_cloud.transfer import backup, list_snapshots, restore
-from conftest import MB, tree_bytes, write_checkpoint
 
 
 def test_round_trip_and_dedup(s3_url, checkpoint, opts, tmp_path):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from cloud_testlib import tree_bytes
+
 from apt_core import hookimpl
 from apt_plugin_cloud.backends.base import Backend, ObjectInfo
 from apt_plugin_cloud.retry import NotFoundError
 from apt_plugin_cloud.settings import open_store
 from apt_plugin_cloud.transfer import backup
-from conftest import tree_bytes
 
 
 class MemoryBackend(Backend):
