@@ -14,18 +14,6 @@ from cloud_testlib import HF_TOKEN_VALUE, HF_USER, MB, MS_TOKEN, MS_USER, OSS_KE
 from apt_plugin_cloud.retry import RetryPolicy
 from apt_plugin_cloud.transfer import TransferOptions
 
-# Tests must never reach a real cloud or pick up a developer's credentials.
-for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "HF_TOKEN",
-              "MODELSCOPE_API_TOKEN", "OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET"):
-    os.environ.pop(_name, None)
-os.environ["AWS_CONFIG_FILE"] = os.devnull
-os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-os.environ["HF_HUB_DISABLE_XET"] = "1"
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
-
-
 
 def pytest_configure(config):
     # huggingface_hub 2.x passes raw bytes to httpx2 the deprecated way; not ours to fix.
@@ -37,6 +25,18 @@ def cloud_plugin_manager(apt_pm, monkeypatch, tmp_path):
     """Every test sees a plugin manager with only the core and this plugin, and no user config."""
     import apt_plugin_cloud.plugin
 
+    # Never reach a real cloud or pick up a developer's credentials (scoped to these tests only).
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID",
+                 "AWS_SECRET_ACCESS_KEY", "HF_TOKEN", "MODELSCOPE_API_TOKEN", "OSS_ACCESS_KEY_ID",
+                 "OSS_ACCESS_KEY_SECRET", "OSS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setenv("APT_CONFIG_HOME", str(tmp_path / "apt-config"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))  # the hash cache lives there
     monkeypatch.chdir(tmp_path)
