@@ -140,6 +140,7 @@ def test_plugin_module_imports_no_sdk_and_no_torch():
     ({"s3": {"checksum": "crc99"}}, "checksum must be one of"),
     ({"s3": {"secret_access_key": "x"}}, "credentials come from the environment"),
     ({"endpoints": {"ftp://x": {}}}, "expected a table"),
+    ({"endpoints": {"s3://x": {"concurrency": 0}}}, "concurrency must be an integer"),
     ({"bogus": 1}, "unknown key"),
 ])
 def test_config_validation(section, message):
@@ -153,8 +154,10 @@ def test_per_endpoint_settings_and_env(apt_cli, monkeypatch):
     monkeypatch.setenv("APT_CLOUD__AUTO_BACKUP", '["file:///tmp/a", "s3://b/x"]')
     config = cloud_config()
     assert config["auto_backup"] == ["file:///tmp/a", "s3://b/x"]
-    config["endpoints"] = {"s3://legacy": {"checksum": "when_required"}}
+    config["endpoints"] = {"s3://legacy": {"checksum": "when_required", "concurrency": 2}}
     assert settings_for("s3://legacy/x", config)["checksum"] == "when_required"
+    assert settings_for("s3://legacy/x", config)["concurrency"] == 2
+    assert settings_for("s3://other/x", config)["concurrency"] == 4
     assert settings_for("s3://other/x", config)["checksum"] == "sha256"
     assert settings_for("s3://other/x?checksum=md5", config)["checksum"] == "md5"
 

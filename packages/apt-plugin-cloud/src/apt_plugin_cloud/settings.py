@@ -12,6 +12,7 @@ Example ``apt.toml``::
 
     [plugins.cloud.endpoints."s3://legacy-bucket"] # overrides for URLs starting with this prefix
     checksum = "when_required"
+    concurrency = 2
 
 A URL may also carry settings as a query string: ``s3://bucket/prefix?endpoint_url=http://127.0.0.1:8333``.
 Credentials are never settings: they come from the environment or the SDK's own credential chain.
@@ -91,6 +92,13 @@ def validate_settings(section: dict) -> dict:
 def _check_scheme_table(scheme: str, table: dict, where: str, fill: bool = True) -> dict:
     known = SCHEME_DEFAULTS[scheme]
     for key in table:
+        if key == "concurrency":  # per-endpoint override of the global value (absent = global)
+            try:
+                if not 1 <= int(table[key]) <= 64:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise APTError(f"[{where}] concurrency must be an integer between 1 and 64") from None
+            continue
         if key not in known:
             hint = " (credentials come from the environment, never from config)" \
                 if any(s in key.lower() for s in _SECRET_KEYS) else ""
@@ -117,14 +125,14 @@ def settings_for(url: str, config: dict | None = None) -> dict:
     """Settings for one store URL: scheme table < matching ``endpoints`` prefixes < URL query string."""
     config = config if config is not None else cloud_config()
     scheme = urlsplit(url).scheme
-    settings = dict(config.get(scheme, {}))
+    settings = {"concurrency": config.get("concurrency", DEFAULTS["concurrency"]), **config.get(scheme, {})}
     for prefix in sorted(config.get("endpoints", {}), key=len):
         if url.split("?")[0].startswith(prefix):
             settings.update(config["endpoints"][prefix])
     query = dict(parse_qsl(urlsplit(url).query))
     if query and scheme in SCHEME_DEFAULTS:
         settings.update(_check_scheme_table(scheme, query, f"query of {redact(url)}", fill=False))
-    settings["concurrency"] = config.get("concurrency", DEFAULTS["concurrency"])
+    settings["concurrency"] = int(settings["concurrency"])
     return settings
 
 
