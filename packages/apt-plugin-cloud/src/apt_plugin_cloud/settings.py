@@ -149,7 +149,11 @@ def _factory_for(scheme: str):
     except ImportError:
         get_registry = None
     if get_registry is not None:
-        return get_registry("storage").get(scheme)
+        registry = get_registry("storage")
+        # Library use (``from apt_plugin_cloud import open_store``) works even where this plugin is not
+        # loaded into the plugin manager; registered schemes (third-party ones too) take precedence.
+        if scheme in registry or scheme not in BUILTIN_BACKENDS:
+            return registry.get(scheme)
     if scheme not in BUILTIN_BACKENDS:
         raise APTError(f"unknown storage scheme {scheme!r}; known: {', '.join(sorted(BUILTIN_BACKENDS))}")
     return builtin_factory(scheme)
