@@ -14,6 +14,7 @@ and automatic backups work here too.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,6 +202,7 @@ def train_with_transformers(*, data_specs: list[str], out_dir: Path, config, tex
         eval_steps=eval_every or None, save_strategy="no", logging_steps=max(1, min(10, steps)), seed=seed,
         report_to=[], use_cpu=not use_cuda, bf16=use_cuda and torch.cuda.is_bf16_supported(),
         dataloader_num_workers=0, disable_tqdm=not progress, deepspeed=deepspeed,
+        ddp_find_unused_parameters=False,  # every APT parameter takes part in every forward pass
     )
     run = HFTrainRun(model=model, args=args, out_dir=out_dir, tokenizer=tokenizer, apt_config=config,
                      data=list(data_specs), seq_len=seq_len)
@@ -224,6 +226,8 @@ def train_with_transformers(*, data_specs: list[str], out_dir: Path, config, tex
                "train_seconds": result.metrics.get("train_runtime"), "parameters": model.num_parameters()}
     if run.is_main_process:
         summary["checkpoint"] = str(_save_apt_checkpoint(run, trainer.model))
+        with contextlib.suppress(OSError):  # transformers' output_dir stays empty (save_strategy="no")
+            Path(args.output_dir).rmdir()
         get_plugin_manager().hook.apt_train_end(trainer=run, metrics=dict(run.state.metrics))
     return summary
 
