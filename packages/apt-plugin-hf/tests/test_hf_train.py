@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 
-def _jsonl(path, n=60):
+def _jsonl(path, n=20):
     from pydoc_data.topics import topics
 
     texts = [topics[k] for k in sorted(topics)][:n]
-    path.write_text("".join(json.dumps({"content": t[:2000]}) + "\n" for t in texts), encoding="utf-8")
+    path.write_text("".join(json.dumps({"content": t[:1000]}) + "\n" for t in texts), encoding="utf-8")
     return path
 
 
