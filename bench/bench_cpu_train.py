@@ -68,10 +68,11 @@ def throughput(threads: int, steps: int, warmup: int) -> dict:
 
 
 def default_run(threads: int, steps: int | None) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "APT_LOAD_PLUGINS": ""}
+    # CPU only: on a machine with a GPU, `--device auto` would train there.
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "APT_LOAD_PLUGINS": "", "CUDA_VISIBLE_DEVICES": ""}
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "demo"
-        cmd = [sys.executable, "-m", "apt_core", "train", "--out", str(run), "--json"]
+        cmd = [sys.executable, "-m", "apt_core", "train", "--out", str(run), "--json", "--device", "cpu"]
         if steps:
             cmd += ["--steps", str(steps)]
         t0 = time.perf_counter()
