@@ -50,8 +50,7 @@ def check_export(folder: str | Path, checkpoint: str | Path | None = None, *, te
         prompt = ids[:, :prompt_len]
         new = max(0, min(max_new_tokens, window - prompt_len))
         apt_gen = apt_model.generate(prompt, max_new_tokens=new, temperature=0)
-        hf_gen = hf_model.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False,
-                                   max_length=None)
+        hf_gen = hf_model.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False)
     result = {
         "folder": str(folder),
         "reference": str(checkpoint) if checkpoint is not None else "folder weights in apt_core",

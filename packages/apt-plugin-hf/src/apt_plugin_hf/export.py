@@ -150,8 +150,10 @@ def _write_export(loaded, directory: Path, *, shard_size, arch: str, dtype: str 
 def _write_generation_config(config, directory: Path) -> None:
     from transformers import GenerationConfig
 
+    # No max_length: transformers warns on every generate(max_new_tokens=...) when both are set; the
+    # model itself refuses to run past max_seq_len with a clear error.
     generation = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-                                  pad_token_id=config.pad_token_id, max_length=config.max_seq_len)
+                                  pad_token_id=config.pad_token_id)
     generation.save_pretrained(str(directory))
 
 
