@@ -76,3 +76,41 @@ def test_cli_train_accepts_hf_data_with_text_field(apt_cli, data_files, tmp_path
     bad = apt_cli("train", "--config", "tiny", "--steps", "1", "--out", tmp_path / "run",
                   "--data", f"hf:{data_files['parquet']}", "--text-field", "nope")
     assert bad.exit_code == 2 and "available columns: text, label, body" in bad.stderr
+
+
+def test_hub_dataset_by_name_in_a_fresh_process(hub, tmp_path):
+    """``hf:NAME`` through ``datasets`` against the Hub-protocol server.
+
+    ``datasets`` (like ``huggingface_hub``) reads HF_ENDPOINT when it is imported, so this runs in a new
+    process whose environment has it from the start, as a user's shell would.
+    """
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=hub.url, token=hub.token)
+    api.create_repo("tester/rows", repo_type="dataset", private=True)
+    pq.write_table(pa.Table.from_pylist(ROWS), tmp_path / "train.parquet")
+    api.upload_file(path_or_fileobj=str(tmp_path / "train.parquet"), repo_id="tester/rows", repo_type="dataset",
+                    path_in_repo="data/train-00000-of-00001.parquet")
+    code = (
+        "import json\n"
+        "from apt_core.data import iter_documents\n"
+        "from apt_core.errors import APTError\n"
+        "out = {s: list(iter_documents('hf:tester/rows', text_field='text', streaming=s)) for s in (False, True)}\n"
+        "try:\n"
+        "    list(iter_documents('hf:tester/rows::train', text_field='content'))\n"
+        "except APTError as exc:\n"
+        "    out['error'] = str(exc)\n"
+        "print(json.dumps({str(k): v for k, v in out.items()}))\n"
+    )
+    env = {**os.environ, "APT_LOAD_PLUGINS": "hf", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["False"] == out["True"] == [r["text"] for r in ROWS]
+    assert "available columns: text, label, body" in out["error"]

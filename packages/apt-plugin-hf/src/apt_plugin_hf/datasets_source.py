@@ -52,10 +52,15 @@ def parse_location(location: str) -> dict:
 def _load(location: str, streaming: bool):
     import datasets
 
+    from .hub import hub_errors
+
     spec = parse_location(location)
     try:
-        return datasets.load_dataset(spec["path"], spec["name"], split=spec["split"], streaming=streaming,
-                                     **spec["kwargs"])
+        # Hub failures (401/403/404 ...) get the same one-line messages as push/pull; datasets reads
+        # HF_ENDPOINT and HF_TOKEN itself (the endpoint when it is imported, like huggingface_hub).
+        with hub_errors("load dataset", spec["path"]):
+            return datasets.load_dataset(spec["path"], spec["name"], split=spec["split"], streaming=streaming,
+                                         **spec["kwargs"])
     except datasets.exceptions.DatasetNotFoundError as exc:
         raise APTError(f"dataset not found: {spec['path']} ({_first_line(exc)})") from None
     except (FileNotFoundError, ValueError, ConnectionError, OSError, KeyError) as exc:
