@@ -75,10 +75,11 @@ def test_parse_size_rejects_garbage():
 
 
 def test_retry_backoff_honours_retry_after_and_stops_on_auth_errors():
-    import httpx2
     from huggingface_hub.errors import HfHubHTTPError
 
-    from apt_plugin_hf.hub import with_retries
+    from apt_plugin_hf.hub import _httpx, with_retries
+
+    httpx2 = _httpx()  # httpx2 with huggingface_hub 2.x, httpx with 1.x
 
     def error(status, headers=None):
         request = httpx2.Request("GET", "http://127.0.0.1/x")
