@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, save  # noqa: E402
+from common import save  # noqa: E402
 
 
 def throughput(threads: int, steps: int, warmup: int) -> dict:
@@ -99,6 +99,24 @@ def default_run(threads: int, steps: int | None) -> dict:
             "sample_prompt": "ROMEO:", "sample": gen.stdout.strip()}
 
 
+def summarize_sweep(directory: Path) -> dict:
+    """Collect a preset sweep: for each ``NAME.json`` (output of ``apt-model train --config CFG --json``)
+    next to ``NAME.eval.json`` (``apt-model eval --json``) and the config ``CFG`` (``--sweep-configs``)."""
+    rows = {}
+    for summary_file in sorted(directory.glob("*.json")):
+        name = summary_file.name[: -len(".json")]
+        if name.endswith(".eval") or name == "cpu_train":
+            continue
+        summary = json.loads(summary_file.read_text())
+        evaluation = json.loads((directory / f"{name}.eval.json").read_text())
+        rows[name] = {"steps": summary["steps"], "train_seconds": round(summary["train_seconds"], 1),
+                      "final_train_loss": round(summary["train_loss"], 4),
+                      "heldout_perplexity_trainer": round(summary["eval_perplexity"], 2),
+                      "heldout_perplexity_eval_command_cpu_fp32": round(evaluation["perplexity"], 2),
+                      "sample": summary["sample"]}
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -108,7 +126,30 @@ def main() -> None:
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--tag", default="", help="results file suffix")
     parser.add_argument("--note", default="", help="free text stored with the results (e.g. how cores were pinned)")
+    parser.add_argument("--merge-sweep", type=Path, metavar="DIR",
+                        help="only add a preset sweep's results (see summarize_sweep) to the existing results file")
+    parser.add_argument("--sweep-configs", type=Path, metavar="DIR", help="the sweep's config files")
+    parser.add_argument("--sweep-note", default="")
+    parser.add_argument("--merge-throughput", type=Path, metavar="JSON",
+                        help="only add another machine's results file (its throughput part) to the existing one")
     args = parser.parse_args()
+    results_file = Path(__file__).parent / "results" / f"cpu_train{'_' + args.tag if args.tag else ''}.json"
+    if args.merge_sweep or args.merge_throughput:
+        data = json.loads(results_file.read_text())
+        if args.merge_sweep:
+            configs = {p.stem: json.loads(p.read_text()) for p in sorted(args.sweep_configs.glob("*.json"))} \
+                if args.sweep_configs else {}
+            runs = summarize_sweep(args.merge_sweep)
+            for name, row in runs.items():
+                row["config"] = configs.get(name)
+            data["preset_sweep"] = {"note": args.sweep_note, "runs": runs}
+        if args.merge_throughput:
+            other = json.loads(args.merge_throughput.read_text())
+            data.setdefault("other_machines", []).append(
+                {"machine": other["machine"], "note": other.get("note", ""), "throughput": other["throughput"]})
+        results_file.write_text(json.dumps(data, indent=2) + "\n")
+        print(f"updated {results_file}")
+        return
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     speed = throughput(args.threads, args.steps, args.warmup)

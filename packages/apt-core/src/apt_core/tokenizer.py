@@ -37,7 +37,7 @@ class APTTokenizer:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2) -> "APTTokenizer":
+    def train(cls, texts: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2) -> APTTokenizer:
         """Train byte-level BPE on *texts* (an iterable of documents)."""
         if vocab_size < len(SPECIAL_TOKENS) + 256:
             raise APTError(f"vocab_size must be at least {len(SPECIAL_TOKENS) + 256} for byte-level BPE")
@@ -54,7 +54,7 @@ class APTTokenizer:
         return cls(tok)
 
     @classmethod
-    def byte_level(cls) -> "APTTokenizer":
+    def byte_level(cls) -> APTTokenizer:
         """The untrained fallback: one token per byte (vocab 260), no merges."""
         alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
         vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
@@ -66,7 +66,7 @@ class APTTokenizer:
         return cls(tok)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "APTTokenizer":
+    def from_file(cls, path: str | Path) -> APTTokenizer:
         """Load a ``tokenizer.json`` file."""
         path = Path(path)
         if not path.is_file():
@@ -78,7 +78,7 @@ class APTTokenizer:
         return cls(tok)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "APTTokenizer":
+    def from_pretrained(cls, directory: str | Path) -> APTTokenizer:
         """Load ``tokenizer.json`` from a checkpoint or model directory."""
         directory = Path(directory)
         if directory.is_file():

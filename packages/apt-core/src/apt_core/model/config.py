@@ -152,7 +152,7 @@ class APTConfig:
         return {"model_type": "apt", **data}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "APTConfig":
+    def from_dict(cls, data: dict[str, Any]) -> APTConfig:
         """Build a config from a dict, rejecting unknown fields with one clear line."""
         if not isinstance(data, dict):
             raise APTError(f"invalid APT config: expected a JSON object, got {type(data).__name__}")
@@ -172,7 +172,7 @@ class APTConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
     @classmethod
-    def from_json_file(cls, path: str | Path) -> "APTConfig":
+    def from_json_file(cls, path: str | Path) -> APTConfig:
         """Read a ``config.json`` (or a preset-style file with a ``training`` section)."""
         path = Path(path)
         try:
@@ -186,12 +186,12 @@ class APTConfig:
         return cls.from_dict(data)
 
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "APTConfig":
+    def preset(cls, name: str, **overrides: Any) -> APTConfig:
         """One of the shipped presets: ``tiny`` (tests), ``small`` (CPU demo, the default), ``base``;
         keyword arguments override fields (``APTConfig.preset("tiny", vocab_size=512)``)."""
         return cls.from_dict({**load_preset_file(name)["model"], **overrides})
 
-    def replace(self, **changes: Any) -> "APTConfig":
+    def replace(self, **changes: Any) -> APTConfig:
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
 

@@ -43,7 +43,7 @@ class APTOutput:
     loss: torch.Tensor | None = None
     #: Embeddings (with sinusoidal positions added) and the output of every block, before the final norm.
     hidden_states: tuple[torch.Tensor, ...] | None = None
-    past_key_values: "APTCache | None" = None
+    past_key_values: APTCache | None = None
 
 
 class APTCache:
@@ -378,7 +378,7 @@ class APTModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None) -> "APTModel":
+                        dtype: torch.dtype | None = None) -> APTModel:
         """Load a model saved by :meth:`save_pretrained` (or a checkpoint directory)."""
         directory = Path(directory)
         if not directory.is_dir():

@@ -73,7 +73,7 @@ class TrainingArguments:
             raise APTError(f"mixed_precision must be auto, bf16, fp16 or no, got {self.mixed_precision!r}")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainingArguments":
+    def from_dict(cls, data: dict[str, Any]) -> TrainingArguments:
         """Build from a dict (e.g. a preset's ``training`` section), rejecting unknown keys."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
