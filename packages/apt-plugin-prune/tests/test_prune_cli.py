@@ -26,9 +26,9 @@ def cli(apt_pm, apt_cli):
 def test_structured_prune_writes_an_ordinary_checkpoint(cli, prune_checkpoint_dir, prune_text, tmp_path):
     out = tmp_path / "pruned"
     result = cli("prune", prune_checkpoint_dir, "--method", "taylor", "--sparsity", "0.5", "--structured", "heads,ffn",
-                 "--finetune-steps", "2", "--data", prune_text, "--out", out, *FAST)
+                 "--finetune-steps", "2", "--data", prune_text, "--out", out, "--latency-reps", "3", *FAST)
     assert result.exit_code == 0, result.output
-    assert "perplexity finetuned" in result.stdout
+    assert "perplexity finetuned" in result.stdout and "CPU forward latency" in result.stdout
     final = resolve_checkpoint(out)
     config = json.loads((final / "config.json").read_text())
     assert config["n_heads"] == [2, 2] and config["d_ff"] == [48, 48]
@@ -45,7 +45,7 @@ def test_structured_prune_writes_an_ordinary_checkpoint(cli, prune_checkpoint_di
 def test_unstructured_prune_then_stats(cli, prune_checkpoint_dir, prune_text, tmp_path):
     out = tmp_path / "sparse"
     result = cli("prune", prune_checkpoint_dir, "--method", "wanda", "--sparsity", "0.6", "--data", prune_text,
-                 "--finetune-steps", "2", "--out", out, *FAST)
+                 "--finetune-steps", "2", "--out", out, "--latency-reps", "0", *FAST)
     assert result.exit_code == 0, result.output
     stats = cli("prune", "stats", out, "--json")
     assert stats.exit_code == 0, stats.output

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
+from prune_testutils import make_model
 
 from apt_core import hookimpl
 from apt_core.errors import APTError
@@ -104,9 +104,6 @@ def test_rewind_to_theta_k_and_controls(tmp_path, prune_checkpoint_dir, prune_te
 
 
 def test_rewind_function_restores_exactly():
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-    from conftest import make_model
-
     model, other = make_model(seed=0), make_model(seed=1)
     state = {k: v.clone() for k, v in other.state_dict().items()}
     names = list(prunable_weights(model))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from prune_testutils import make_model
 
 from apt_core.errors import APTError
 from apt_plugin_prune.calibration import collect_stats
@@ -11,7 +12,6 @@ from apt_plugin_prune.finetune import TokenData, finetune
 from apt_plugin_prune.masks import MaskSet, compute_masks, importance_scores, prunable_weights
 from apt_plugin_prune.pruning import PruneSettings, prune_model
 from apt_plugin_prune.stats import sparsity_report
-from conftest import make_model
 
 
 def _zero_fraction(model, names) -> float:

@@ -7,12 +7,12 @@ import json
 
 import pytest
 import torch
+from prune_testutils import make_model
 
 from apt_core.errors import APTError
 from apt_core.model import APTModel
 from apt_plugin_prune.calibration import collect_stats
 from apt_plugin_prune.structured import apply_structured, plan_structured, zero_removed
-from conftest import make_model
 
 TARGETS = [("heads",), ("ffn",), ("rank",), ("heads", "ffn"), ("heads", "ffn", "rank")]
 

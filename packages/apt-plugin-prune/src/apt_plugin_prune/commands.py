@@ -137,8 +137,10 @@ def prune() -> None:
 @click.option("--finetune-steps", type=int, default=0, show_default=True,
               help="Recovery training steps through the core trainer (masks kept).")
 @click.option("--out", required=True, type=click.Path(), help="New run directory (checkpoint-N/ + latest + report).")
+@click.option("--latency-reps", type=int, default=10, show_default=True,
+              help="Time the CPU forward pass of dense and pruned models this many times (0: skip).")
 @_common
-def prune_model_command(checkpoint, sparsity, finetune_steps, out, method, structured, scope, nm, include_embeddings,
+def prune_model_command(checkpoint, sparsity, finetune_steps, out, latency_reps, method, structured, scope, nm, include_embeddings,
                         round_to, ffn_engine, data, eval_data, calibration_batches, batch_size, seq_len, lr,
                         eval_batches, seed, device, no_progress, as_json):
     """Prune CHECKPOINT and write the result to --out (an ordinary APT checkpoint)."""
@@ -151,7 +153,7 @@ def prune_model_command(checkpoint, sparsity, finetune_steps, out, method, struc
     cfg = _settings(lr=lr, eval_batches=eval_batches, **{k: v for k, v in cfg.items() if k not in ("lr", "eval_batches")})
     report = prune_checkpoint(checkpoint, out, settings, finetune_steps=finetune_steps, data=cfg["calibration_data"],
                               eval_data=eval_data, lr=cfg["lr"], eval_batches=cfg["eval_batches"], device=device,
-                              progress=not no_progress)
+                              progress=not no_progress, latency_reps=latency_reps)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
@@ -160,6 +162,13 @@ def prune_model_command(checkpoint, sparsity, finetune_steps, out, method, struc
     kind = ",".join(settings.structured) or ("N:M" if settings.nm else "unstructured")
     click.echo(f"pruned {kind} with {settings.method} at sparsity {settings.sparsity:g}: "
                f"{report['dense']['parameters']:,} -> {report['pruned']['parameters']:,} parameters")
+    mb = 1e6
+    click.echo(f"model.safetensors: {report['dense']['weights_file_bytes'] / mb:.2f} MB -> "
+               f"{report['pruned']['weights_file_bytes'] / mb:.2f} MB")
+    if "latency" in report:
+        lat = report["latency"]
+        click.echo(f"CPU forward latency (batch {lat['batch'][0]}x{lat['batch'][1]}): {lat['dense_ms']:.1f} ms -> "
+                   f"{lat['pruned_ms']:.1f} ms ({lat['speedup']:.2f}x)")
     for stage in ("dense", "pruned", "finetuned"):
         if report.get(stage, {}).get("perplexity") is not None:
             click.echo(f"perplexity {stage + ':':<11}{report[stage]['perplexity']:.2f}")

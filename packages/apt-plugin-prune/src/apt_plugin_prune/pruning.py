@@ -17,7 +17,7 @@ from torch import nn
 from apt_core.errors import APTError
 from apt_plugin_prune.options import check_method, check_scope, check_sparsity
 
-__all__ = ["PruneSettings", "prune_model", "prune_checkpoint", "check_out_dir"]
+__all__ = ["PruneSettings", "prune_model", "prune_checkpoint", "check_out_dir", "measure_latency"]
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,29 @@ def prune_model(model: nn.Module, settings: PruneSettings, tokenizer=None) -> tu
     return pruned, None, details
 
 
+@torch.no_grad()
+def measure_latency(models: dict[str, nn.Module], batch_size: int, seq_len: int, reps: int = 10) -> dict[str, float]:
+    """Median forward-pass seconds of each model on the same random batch, measured interleaved
+    (so load on the machine hits every model alike)."""
+    times: dict[str, list[float]] = {name: [] for name in models}
+    first = next(iter(models.values()))
+    ids = torch.randint(0, first.config.vocab_size, (batch_size, min(seq_len, first.config.max_seq_len)),
+                        generator=torch.Generator().manual_seed(0))
+    for model in models.values():
+        model.eval()(ids.to(model.device))  # warm-up
+    for _ in range(reps):
+        for name, model in models.items():
+            batch = ids.to(model.device)
+            if model.device.type == "cuda":
+                torch.cuda.synchronize(model.device)
+            start = time.perf_counter()
+            model(batch)
+            if model.device.type == "cuda":
+                torch.cuda.synchronize(model.device)
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(values)[len(values) // 2] for name, values in times.items()}
+
+
 def check_out_dir(out: str | Path, source: str | Path | None = None) -> Path:
     """Refuse an output directory that exists with content or that is the source (never overwrite work)."""
     out = Path(out)
@@ -127,7 +150,8 @@ def check_out_dir(out: str | Path, source: str | Path | None = None) -> Path:
 
 def prune_checkpoint(checkpoint: str | Path, out: str | Path, settings: PruneSettings, *, finetune_steps: int = 0,
                      data: str = "default", eval_data: str | None = None, lr: float = 3e-4,
-                     eval_batches: int = 20, device: str = "auto", progress: bool = True) -> dict[str, Any]:
+                     eval_batches: int = 20, device: str = "auto", progress: bool = True,
+                     latency_reps: int = 10) -> dict[str, Any]:
     """Prune a checkpoint into the run directory *out* (``checkpoint-N/`` + ``latest`` + ``prune_report.json``)."""
     from apt_core.checkpoint import checkpoint_name, load_checkpoint, resolve_checkpoint, save_checkpoint
     from apt_plugin_prune.finetune import finetune, load_token_data, perplexity
@@ -145,12 +169,20 @@ def prune_checkpoint(checkpoint: str | Path, out: str | Path, settings: PruneSet
         raise APTError(f"fine-tuning needs tokenized data, and {source} has no tokenizer.json")
     ppl = (lambda m: perplexity(m, tokens.eval, settings.seq_len, settings.batch_size, eval_batches)) \
         if tokens is not None and eval_batches else None
-    report["dense"] = {"parameters": model.num_parameters(), "perplexity": ppl(model) if ppl else None}
+    report["dense"] = {"parameters": model.num_parameters(), "perplexity": ppl(model) if ppl else None,
+                       "weights_file_bytes": (source / "model.safetensors").stat().st_size}
+    dense = copy.deepcopy(model) if latency_reps else None
     started = time.perf_counter()
     model, masks, details = prune_model(model, settings, tokenizer)
     report["prune_seconds"] = time.perf_counter() - started
     report["details"] = details
     report["pruned"] = {"parameters": model.num_parameters(), "perplexity": ppl(model) if ppl else None}
+    if dense is not None:  # CPU forward latency: what the user's smaller model buys
+        seconds = measure_latency({"dense": dense, "pruned": model}, settings.batch_size, settings.seq_len, latency_reps)
+        report["latency"] = {"device": "cpu", "batch": [settings.batch_size, settings.seq_len],
+                             "dense_ms": seconds["dense"] * 1e3, "pruned_ms": seconds["pruned"] * 1e3,
+                             "speedup": seconds["dense"] / seconds["pruned"]}
+        del dense
     if finetune_steps:
         metrics = finetune(model, tokens, finetune_steps, tokenizer=tokenizer, out_dir=out, masks=masks, lr=lr,
                            batch_size=settings.batch_size, seq_len=settings.seq_len, seed=settings.seed,
@@ -162,5 +194,6 @@ def prune_checkpoint(checkpoint: str | Path, out: str | Path, settings: PruneSet
         final = save_checkpoint(out / checkpoint_name(0), model, tokenizer, update_latest=True)
     report["checkpoint"] = str(final)
     report["stats"] = sparsity_report(model, final)
+    report["pruned"]["weights_file_bytes"] = (final / "model.safetensors").stat().st_size
     (out / "prune_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     return report
