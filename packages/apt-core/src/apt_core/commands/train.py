@@ -125,6 +125,8 @@ def train(data_specs, eval_data, text_field, config_name, steps, out_dir, resume
     torch.manual_seed(seed)
     model = APTModel(config)
     trainer = Trainer(model, args, train_tokens, eval_tokens, tokenizer=tokenizer)
+    if not resume:
+        trainer.state.data = specs
     main = trainer.is_main_process
     if main and not as_json:
         click.echo(f"training {model.num_parameters():,} parameters on {len(train_tokens):,} tokens "

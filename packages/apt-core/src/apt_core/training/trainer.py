@@ -52,6 +52,8 @@ class TrainerState:
     metrics: dict[str, float] = field(default_factory=dict)
     eval_history: list[dict[str, float]] = field(default_factory=list)
     last_checkpoint: str | None = None
+    #: The data the run trains on, as given (``--data`` specs), for model cards and provenance.
+    data: list[str] = field(default_factory=list)
 
 
 class Trainer:
