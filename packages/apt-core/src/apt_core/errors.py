@@ -22,8 +22,12 @@ class APTError(Exception):
 # details (headers, presigned URLs) we never saw. Each pattern keeps the name and hides the value.
 _SECRET_PATTERNS = [
     # Authorization / token headers, in HTTP or repr form.
-    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bearer\s+|aws4-hmac-sha256\s+|oss\s+)?[^'\",\s]+(?:[^'\"\n]*)"),
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*b?['\"]?)(bearer\s+|aws4-hmac-sha256\s+|oss\s+)?[^'\",\s]+(?:[^'\"\n]*)"),
      r"\1\2***"),
+    # SigV4 parts and OSS V1 signatures wherever they appear (SDK debug logs print them in bytes reprs).
+    (re.compile(r"(?i)\b(Credential=)[^/,\s'\"]+"), r"\1***"),
+    (re.compile(r"(?i)\b(Signature=)[0-9a-fA-F]+"), r"\1***"),
+    (re.compile(r"\b(OSS )[A-Za-z0-9]+:[A-Za-z0-9+/=]+"), r"\1***"),
     # Query-string signatures of presigned URLs (S3 v2/v4, OSS).
     (re.compile(r"(?i)([?&](?:x-amz-signature|signature|x-amz-credential|x-amz-security-token|"
                 r"ossaccesskeyid|security-token)=)[^&\s'\"]+"), r"\1***"),
