@@ -9,10 +9,12 @@ Secrets never belong here: they come from the environment or the SDKs' own crede
 from __future__ import annotations
 
 import os
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import tomllib
 
 from .errors import APTError
 
@@ -145,7 +147,7 @@ def build_config(pm, cli_overrides: list[str] | None = None) -> Config:
                 merged[key] = value
                 config.sources[(section, key)] = source
         config.values[section] = spec.validate(merged) if spec.validate else merged
-    for source, data in layers:
+    for _, data in layers:
         for section, values in data.items():
             if section not in sections:
                 config.unclaimed.setdefault(section, {}).update(values)

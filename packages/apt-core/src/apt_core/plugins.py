@@ -17,8 +17,8 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
 
 import pluggy
 

@@ -7,7 +7,8 @@ raises is marked ``failed`` without taking the others down.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import APTError
 from .plugins import PluginManager, get_plugin_manager
