@@ -103,12 +103,14 @@ def _common(func):
 
 
 def _prune_settings(method, structured, scope, nm, include_embeddings, round_to, ffn_engine, data,
-                    calibration_batches, batch_size, seq_len, seed, sparsity):
+                    calibration_batches, batch_size, seq_len, seed, sparsity, lr, eval_batches):
+    """(PruneSettings, merged config values) from the CLI flags over the ``[plugins.prune]`` section."""
     from apt_plugin_prune.options import parse_nm, parse_structured
     from apt_plugin_prune.pruning import PruneSettings
 
     cfg = _settings(method=method, scope=scope, round_to=round_to, ffn_engine=ffn_engine, calibration_data=data,
-                    calibration_batches=calibration_batches, batch_size=batch_size, seq_len=seq_len, seed=seed)
+                    calibration_batches=calibration_batches, batch_size=batch_size, seq_len=seq_len, seed=seed,
+                    lr=lr, eval_batches=eval_batches)
     settings = PruneSettings(method=cfg["method"], sparsity=sparsity, structured=parse_structured(structured),
                              scope=cfg["scope"], nm=parse_nm(nm), include_embeddings=include_embeddings,
                              round_to=cfg["round_to"], calibration_data=cfg["calibration_data"],
@@ -149,8 +151,8 @@ def prune_model_command(checkpoint, sparsity, finetune_steps, out, latency_reps,
     from apt_plugin_prune.stats import format_report
 
     settings, cfg = _prune_settings(method, structured, scope, nm, include_embeddings, round_to, ffn_engine, data,
-                                    calibration_batches, batch_size, seq_len, seed, check_sparsity(sparsity))
-    cfg = _settings(lr=lr, eval_batches=eval_batches, **{k: v for k, v in cfg.items() if k not in ("lr", "eval_batches")})
+                                    calibration_batches, batch_size, seq_len, seed, check_sparsity(sparsity),
+                                    lr, eval_batches)
     report = prune_checkpoint(checkpoint, out, settings, finetune_steps=finetune_steps, data=cfg["calibration_data"],
                               eval_data=eval_data, lr=cfg["lr"], eval_batches=cfg["eval_batches"], device=device,
                               progress=not no_progress, latency_reps=latency_reps)
@@ -208,8 +210,7 @@ def sweep(checkpoint, sparsities, finetune_steps, out, method, structured, scope
         raise APTError("--nm fixes the sparsity, so it cannot be swept")
     values = parse_sparsities(sparsities)
     settings, cfg = _prune_settings(method, structured, scope, nm, include_embeddings, round_to, ffn_engine, data,
-                                    calibration_batches, batch_size, seq_len, seed, values[0])
-    cfg = _settings(lr=lr, eval_batches=eval_batches)
+                                    calibration_batches, batch_size, seq_len, seed, values[0], lr, eval_batches)
     result = run_sweep(checkpoint, out, values, settings, finetune_steps=finetune_steps,
                        data=settings.calibration_data, eval_data=eval_data, lr=cfg["lr"],
                        eval_batches=cfg["eval_batches"] or 20, device=device, progress=not no_progress)
@@ -249,7 +250,7 @@ def lottery(checkpoint, rounds, rate, steps, rewind_step, scope, include_embeddi
     from apt_plugin_prune.lottery import LotterySettings, run_lottery
 
     cfg = _settings(batch_size=batch_size, seq_len=seq_len, eval_batches=eval_batches, seed=seed, calibration_data=data)
-    settings = LotterySettings(rounds=rounds, rate=float(rate) if _is_number(rate) else rate, steps=steps,
+    settings = LotterySettings(rounds=rounds, rate=rate, steps=steps,
                                rewind_step=rewind_step, scope=scope, include_embeddings=include_embeddings,
                                controls=not no_controls, lr=lr, batch_size=cfg["batch_size"], seq_len=cfg["seq_len"],
                                seed=cfg["seed"], eval_batches=cfg["eval_batches"] or 20)
@@ -268,10 +269,3 @@ def lottery(checkpoint, rounds, rate, steps, rewind_step, scope, include_embeddi
             click.echo(f"{label:<22}{final:>9.2%}  {report[key]['perplexity']:>10.2f}")
     click.echo(f"ticket: {report['ticket']}")
 
-
-def _is_number(text) -> bool:
-    try:
-        float(text)
-    except (TypeError, ValueError):
-        return False
-    return True
