@@ -38,12 +38,12 @@ class DistillSettings:
     """Everything that defines the objective (the ``[plugins.distill]`` config section holds defaults)."""
 
     method: str = "response"
-    temperature: float = 4.0
+    temperature: float = 1.0
     #: Weight of the KD term; ``1 - alpha`` weighs the hard-label CE. ``alpha = 0`` is plain training.
-    alpha: float = 0.5
+    alpha: float = 0.9
     kl: str = "forward"
     feature_weight: float = 1.0
-    relation_weight: float = 1.0
+    relation_weight: float = 0.1
     attention_weight: float = 0.0
     #: Tokens sampled per micro-batch for the relation loss (its angle term is O(K^3)).
     relation_samples: int = 64

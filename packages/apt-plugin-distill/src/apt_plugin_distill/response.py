@@ -132,8 +132,8 @@ def response_loss(
     labels: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     *,
-    temperature: float = 4.0,
-    alpha: float = 0.5,
+    temperature: float = 1.0,
+    alpha: float = 0.9,
     kind: str = "forward",
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
 ) -> ResponseLoss:
