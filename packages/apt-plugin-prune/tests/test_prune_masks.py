@@ -128,3 +128,11 @@ def test_masks_from_zeros_round_trip():
     again = MaskSet.from_zeros(model, masks.masks)
     for name in masks.masks:
         assert torch.equal(again.masks[name], masks.masks[name])
+
+
+def test_lower_target_than_existing_sparsity_keeps_existing_zeros():
+    model = make_model()
+    prune_model(model, PruneSettings(method="magnitude", sparsity=0.6))
+    _, masks, _ = prune_model(model, PruneSettings(method="magnitude", sparsity=0.3))
+    names = list(masks.masks)
+    assert masks.sparsity == pytest.approx(_zero_fraction(model, names)) == pytest.approx(0.6, abs=2e-3)

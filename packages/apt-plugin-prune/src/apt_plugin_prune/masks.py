@@ -123,6 +123,10 @@ def compute_masks(scores: dict[str, torch.Tensor], sparsity: float, scope: str =
     else:
         for name, score in scores.items():
             masks[name] = _keep_top(score.flatten(), round(sparsity * score.numel())).view(score.shape)
+    if previous is not None:  # already-pruned weights stay pruned even if the new target is lower
+        for name in masks:
+            if name in previous.masks:
+                masks[name] = masks[name] & previous.masks[name].to(masks[name].device)
     for name, mask in masks.items():
         if not bool(mask.any()):
             raise APTError(f"sparsity {sparsity} would prune every weight of {name}; "
