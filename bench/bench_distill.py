@@ -1,6 +1,6 @@
 """Does distillation help? CE-only vs response KD vs response+feature vs response+relation, at equal steps.
 
-    python bench/bench_distill.py                       # CPU-sized (2 cores, ~40 min uncontended)
+    python bench/bench_distill.py                       # CPU-sized: ~40 CPU-minutes (see the package README)
     python bench/bench_distill.py --device cuda         # the same sizes on a GPU (minutes)
     python bench/bench_distill.py --scale 2 --device cuda   # wider/longer models on a GPU
     python bench/bench_distill.py --smoke               # tiny shapes, to check the script runs
