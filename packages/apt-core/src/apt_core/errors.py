@@ -22,7 +22,7 @@ class APTError(Exception):
 # details (headers, presigned URLs) we never saw. Each pattern keeps the name and hides the value.
 _SECRET_PATTERNS = [
     # Authorization / token headers, in HTTP or repr form.
-    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*b?['\"]?)(bearer\s+|aws4-hmac-sha256\s+|oss\s+)?[^'\",\s]+(?:[^'\"\n]*)"),
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*(?:b?['\"])?)(bearer\s+|aws4-hmac-sha256\s+|oss\s+)?[^'\",\s]+(?:[^'\"\n]*)"),
      r"\1\2***"),
     # SigV4 parts and OSS V1 signatures wherever they appear (SDK debug logs print them in bytes reprs).
     (re.compile(r"(?i)\b(Credential=)[^/,\s'\"]+"), r"\1***"),
