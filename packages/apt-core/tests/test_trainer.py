@@ -187,3 +187,16 @@ def test_schedule_and_argument_validation():
         TrainingArguments.from_dict({"epochs": 3})
     with pytest.raises(APTError, match="fewer than one global batch"):
         Trainer(make_model(), args(batch_size=64), TRAIN[:100], hook=Recorder()).train()
+
+
+def test_cuda_device_without_a_gpu_is_one_clear_error():
+    import torch
+
+    from apt_core.errors import APTError
+    from apt_core.training.distributed import setup_distributed
+
+    if torch.cuda.is_available():
+        assert setup_distributed("cuda").device == torch.device("cuda", 0)
+    else:
+        with pytest.raises(APTError, match="no CUDA device"):
+            setup_distributed("cuda")

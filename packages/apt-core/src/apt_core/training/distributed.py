@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from apt_core.errors import APTError
+
 __all__ = ["DistributedContext", "setup_distributed"]
 
 
@@ -47,7 +49,11 @@ def setup_distributed(device: str = "auto") -> DistributedContext:
         target = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     else:
         target = torch.device(device)
+    if target.type == "cuda" and target.index is None:  # plain "cuda": this process's own GPU
+        target = torch.device("cuda", local_rank)
     if target.type == "cuda":
+        if not torch.cuda.is_available():
+            raise APTError(f"--device {device}: no CUDA device is available here")
         torch.cuda.set_device(target)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if target.type == "cuda" else "gloo")
