@@ -138,17 +138,9 @@ class APTAttention(nn.Module):
     ) -> torch.Tensor:
         bsz, seq, _ = x.shape
         inner = self.n_heads * self.head_dim
-        if self.autopoietic and not self._observed():
-            # One matmul for qkv and the low-rank down-projection: alone, the small one is a poorly
-            # shaped GPU kernel. (The gate's projection stays separate: inductor fails to generate
-            # the prefix scan over a slice of the fused output.)
-            qkv, down = F.linear(x, torch.cat([self.qkv.weight, self.ap_down.weight])).split(
-                [3 * inner, self.ap_down.out_features], dim=-1)
-        elif self.autopoietic:
-            qkv, down = self.qkv(x), self.ap_down(x)
-        else:
-            qkv = self.qkv(x)
-        q, k, v = qkv.view(bsz, seq, 3, self.n_heads, self.head_dim).unbind(dim=2)
+        # qkv keeps its own matmul: fusing the autopoietic down-projection into it measured no faster
+        # on an H200 (bench/results/gpu_train*.json) and only made q/k/v slices of a wider tensor.
+        q, k, v = self.qkv(x).view(bsz, seq, 3, self.n_heads, self.head_dim).unbind(dim=2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, hd]
         if rope is not None:
             cos, sin = rope
@@ -170,13 +162,9 @@ class APTAttention(nn.Module):
             # the affine map, so the running mean is taken over the H gate inputs instead of the d_model
             # inputs. Same function, a d_model/H times smaller prefix scan.
             gate = torch.sigmoid(self._prefix_mean(self.ap_gate(x), token_mask, cache))  # [B, T, H]
-            low_rank = self.ap_up(down).view(bsz, seq, self.n_heads, self.head_dim)
+            low_rank = self.ap_up(self.ap_down(x)).view(bsz, seq, self.n_heads, self.head_dim)
             o = o + (self.alpha * torch.tanh(self.ap_tau)) * gate.unsqueeze(-1) * low_rank
         return self.out(o.reshape(bsz, seq, inner))
-
-    def _observed(self) -> bool:
-        """Whether a hook watches the projections (calibration, pruning): then each is called as a module."""
-        return any(m._forward_hooks or m._forward_pre_hooks for m in (self.qkv, self.ap_down))
 
     def _prefix_mean(self, x: torch.Tensor, token_mask: torch.Tensor | None, cache: APTCache | None) -> torch.Tensor:
         """Mean of x over positions <= t (padding excluded), continuing the cache's running sum.
