@@ -179,7 +179,8 @@ def prune_checkpoint(checkpoint: str | Path, out: str | Path, settings: PruneSet
     report["pruned"] = {"parameters": model.num_parameters(), "perplexity": ppl(model) if ppl else None}
     if dense is not None:  # CPU forward latency: what the user's smaller model buys
         seconds = measure_latency({"dense": dense, "pruned": model}, settings.batch_size, settings.seq_len, latency_reps)
-        report["latency"] = {"device": "cpu", "batch": [settings.batch_size, settings.seq_len],
+        report["latency"] = {"device": "cpu", "threads": torch.get_num_threads(),
+                             "batch": [settings.batch_size, min(settings.seq_len, model.config.max_seq_len)],
                              "dense_ms": seconds["dense"] * 1e3, "pruned_ms": seconds["pruned"] * 1e3,
                              "speedup": seconds["dense"] / seconds["pruned"]}
         del dense
