@@ -34,20 +34,15 @@ sys.path.insert(0, str(ROOT / "packages" / "apt-plugin-cloud" / "tests"))
 
 from cloud_servers.seaweed import start_seaweed  # noqa: E402
 
+import common  # noqa: E402
+
 MB = 1024 * 1024
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "os": platform.platform(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    """The shared description, plus the load at start: the server and client share these cores."""
+    return {**common.machine(), "host": platform.node(), "os": platform.platform(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
 def write_checkpoint(path: Path, size_mb: int) -> Path:
