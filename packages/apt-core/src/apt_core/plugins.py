@@ -19,10 +19,11 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from importlib import import_module
 
 import pluggy
 
-from . import hookspecs
+from . import __version__, hookspecs
 from .errors import APTError
 
 __all__ = [
@@ -95,6 +96,10 @@ class PluginManager(pluggy.PluginManager):
         )
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
 def _split_names(value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -130,8 +135,6 @@ _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s
 def _incompatible_requirement(dist) -> str | None:
     """Check the plugin's declared ``apt-core`` requirement before running any of its code."""
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
-    from . import __version__
 
     for line in dist.requires or []:
         match = _REQUIREMENT.match(line)
@@ -180,29 +183,21 @@ def make_plugin_manager(
     :param strict: raise :class:`APTError` on the first plugin failure (default ``APT_STRICT_PLUGINS``).
     :param trace: log every hook call (default ``APT_TRACE_PLUGINS``).
     """
-    import importlib
-
     pm = PluginManager()
-    pm.strict = os.environ.get("APT_STRICT_PLUGINS", "") not in ("", "0") if strict is None else strict
-    if (os.environ.get("APT_TRACE_PLUGINS", "") not in ("", "0")) if trace is None else trace:
+    pm.strict = _env_flag("APT_STRICT_PLUGINS") if strict is None else strict
+    if _env_flag("APT_TRACE_PLUGINS") if trace is None else trace:
         _install_tracing(pm)
 
-    builtin = importlib.import_module(BUILTIN_MODULE)
+    builtin = import_module(BUILTIN_MODULE)
     pm.register(builtin, name=BUILTIN_NAME)
     pm.infos[BUILTIN_NAME] = PluginInfo(
-        BUILTIN_NAME, "apt-core", _core_version(), "builtin", BUILTIN_MODULE, _hook_names(pm, builtin)
+        BUILTIN_NAME, "apt-core", __version__, "builtin", BUILTIN_MODULE, _hook_names(pm, builtin)
     )
     for plugin in plugins:
         _register(pm, plugin, getattr(plugin, "__name__", None) or type(plugin).__name__, None)
     if entry_points:
         _load_entry_points(pm, load, list(disable))
     return pm
-
-
-def _core_version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def _load_entry_points(pm: PluginManager, load: list[str] | None, disable: list[str]) -> None:
