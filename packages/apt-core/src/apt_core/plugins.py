@@ -132,11 +132,11 @@ def _describe_unknown(name: str) -> str:
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*\(?([^;()]*)\)?\s*(;.*)?$")
 
 
-def _incompatible_requirement(dist) -> str | None:
+def _incompatible_requirement(requires: list[str]) -> str | None:
     """Check the plugin's declared ``apt-core`` requirement before running any of its code."""
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-    for line in dist.requires or []:
+    for line in requires:
         match = _REQUIREMENT.match(line)
         if not match or re.sub(r"[-_.]+", "-", match[1]).lower() != "apt-core" or match[3]:
             continue
@@ -212,12 +212,13 @@ def _load_entry_points(pm: PluginManager, load: list[str] | None, disable: list[
         raise APTError(f"unknown plugin name(s) {', '.join(unknown)} in plugin lists (installed: {known})")
 
     for name, ep in sorted(found.items()):
-        dist = ep.dist
-        info = PluginInfo(name, dist.name if dist else None, dist.version if dist else None, "disabled", ep.value)
+        # Parse the metadata once: each of dist.name / .version / .requires would parse it again.
+        metadata = ep.dist.metadata if ep.dist else {}
+        info = PluginInfo(name, metadata.get("Name"), metadata.get("Version"), "disabled", ep.value)
         pm.infos[name] = info
         if (load is not None and name not in load) or name in disable:
             continue
-        problem = _incompatible_requirement(dist) if dist else None
+        problem = _incompatible_requirement(metadata.get_all("Requires-Dist") or []) if metadata else None
         if problem:
             pm.record_failure(name, problem, status="incompatible")
             continue
