@@ -70,6 +70,20 @@ class Backend:
         for key in keys:
             self.delete(key)
 
+    def _translate(self, exc: Exception, what: str) -> Exception:
+        """Map an SDK exception to NotFoundError / AuthError / TransientError (or return it unchanged)."""
+        return exc
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        """Run one SDK call, re-raising its failure as what :meth:`_translate` makes of it."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - translated and re-raised
+            translated = self._translate(exc, what)
+            if translated is exc:
+                raise
+            raise translated from None
+
     def abort_incomplete_uploads(self, older_than_s: float) -> int:
         """Abort multipart uploads left behind by killed processes; returns how many. Default: none."""
         return 0

@@ -68,15 +68,6 @@ class HFBackend(Backend):
             return TransientError(f"{where}: {type(exc).__name__}: {scrub(str(exc))}")
         return exc
 
-    def _call(self, what: str, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - translated and re-raised
-            translated = self._translate(exc, what)
-            if translated is exc:
-                raise
-            raise translated from None
-
     def _ensure_repo(self) -> None:
         if not self._repo_ready:
             self._call("create repository", self.api.create_repo, self.repo_id, repo_type=self.repo_type,

@@ -74,13 +74,7 @@ class ModelScopeBackend(Backend):
         return exc
 
     def _call(self, what: str, fn, *args, **kwargs):
-        try:
-            result = fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - translated and re-raised
-            translated = self._translate(exc, what)
-            if translated is exc:
-                raise
-            raise translated from None
+        result = super()._call(what, fn, *args, **kwargs)
         # Some ModelScope helpers report failure by returning False instead of raising.
         if result is False or (isinstance(result, dict) and result.get("Success") is False):
             raise APTError(f"{self.url}: {what}: the ModelScope SDK reported failure")

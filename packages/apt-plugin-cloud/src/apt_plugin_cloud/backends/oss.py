@@ -83,15 +83,6 @@ class OSSBackend(Backend):
             return TransientError(f"{where}: {type(exc).__name__}: {scrub(str(exc))}")
         return exc
 
-    def _call(self, what: str, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - translated and re-raised
-            translated = self._translate(exc, what)
-            if translated is exc:
-                raise
-            raise translated from None
-
     def put(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
         from oss2 import exceptions as ox
 

@@ -112,15 +112,6 @@ class S3Backend(Backend):
             return TransientError(f"{where}: {type(exc).__name__}: {scrub(str(exc))}")
         return exc
 
-    def _call(self, what: str, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - translated and re-raised
-            translated = self._translate(exc, what)
-            if translated is exc:
-                raise
-            raise translated from None
-
     def _checksum_args(self, key: str, data: bytes) -> dict:
         if self.checksum == "sha256":
             name = key.rsplit("/", 1)[-1]
