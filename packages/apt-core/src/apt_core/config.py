@@ -91,7 +91,7 @@ def _collect_sections(pm) -> dict[str, Section]:
 
     sections: dict[str, Section] = {}
 
-    def add(plugin, args, owner):
+    def add(args, owner):
         section, defaults, validate = args
         if section in sections:
             raise APTError(f"config section '{section}' is declared by both {sections[section].owner} and {owner}")
@@ -167,8 +167,6 @@ def get_config(pm=None) -> Config:
     from .plugins import get_plugin_manager
 
     pm = pm or get_plugin_manager()
-    cached = pm.__dict__.get("_apt_config")
-    if cached is None or cached[0] != _cli_overrides:
-        cached = (list(_cli_overrides), build_config(pm, _cli_overrides))
-        pm.__dict__["_apt_config"] = cached
-    return cached[1]
+    if pm.config is None or pm.config[0] != _cli_overrides:
+        pm.config = (list(_cli_overrides), build_config(pm, _cli_overrides))
+    return pm.config[1]

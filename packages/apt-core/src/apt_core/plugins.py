@@ -72,6 +72,9 @@ class PluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self.strict = False
+        #: Built on first use by apt_core.registry.get_registry / apt_core.config.get_config.
+        self.registries: dict = {}
+        self.config: tuple | None = None  # (the --set overrides it was built with, Config)
 
     def distribution_of(self, plugin_name: str) -> str:
         """The distribution that provides a registered plugin (for error messages)."""

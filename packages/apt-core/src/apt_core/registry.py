@@ -56,10 +56,10 @@ class Registry:
         return name in self._entries
 
 
-def call_with_register(pm: PluginManager, hook_name: str, add: Callable[[str, tuple, str], None]) -> None:
+def call_with_register(pm: PluginManager, hook_name: str, add: Callable[[tuple, str], None]) -> None:
     """Call every implementation of a registration hook with its own ``register`` callback.
 
-    ``add(plugin_name, args, owner)`` receives what one plugin registered. An exception raised by a
+    ``add(args, owner)`` receives what one plugin registered and who that plugin is. An exception raised by a
     plugin (other than a conflict, which is the user's to fix) marks that plugin failed.
     """
     caller = getattr(pm.hook, hook_name)
@@ -68,8 +68,8 @@ def call_with_register(pm: PluginManager, hook_name: str, add: Callable[[str, tu
     for impl in caller.get_hookimpls():
         owner = pm.distribution_of(impl.plugin_name)
 
-        def register(*args, _owner=owner, _plugin=impl.plugin_name):
-            add(_plugin, args, _owner)
+        def register(*args, _owner=owner):
+            add(args, _owner)
 
         try:
             impl.function(register=register)
@@ -85,10 +85,9 @@ def get_registry(kind: str, pm: PluginManager | None = None) -> Registry:
     Built on first use for each plugin manager and cached on it.
     """
     pm = pm or get_plugin_manager()
-    cache = pm.__dict__.setdefault("_apt_registries", {})
-    if kind not in cache:
+    if kind not in pm.registries:
         hook_name, noun, hint = KINDS[kind]
         registry = Registry(kind, noun, hint)
-        call_with_register(pm, hook_name, lambda plugin, args, owner: registry.register(*args, owner=owner))
-        cache[kind] = registry
-    return cache[kind]
+        call_with_register(pm, hook_name, lambda args, owner: registry.register(*args, owner=owner))
+        pm.registries[kind] = registry
+    return pm.registries[kind]
