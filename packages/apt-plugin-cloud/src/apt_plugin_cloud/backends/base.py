@@ -176,3 +176,13 @@ def install_log_redaction() -> None:
         return record
 
     logging.setLogRecordFactory(factory)
+
+
+def split_repo_url(url: str, scheme: str, article: str, owner: str) -> tuple[str, str, str]:
+    """``scheme://OWNER/REPO[/PREFIX]`` -> (repo id, prefix, canonical URL); APTError if it is not one."""
+    parts = urlsplit(url)
+    segments = [s for s in (parts.netloc + parts.path).split("/") if s]
+    if parts.scheme != scheme or len(segments) < 2:
+        raise APTError(f"not {article} {scheme}:// URL: {url!r} (expected {scheme}://{owner}/REPO[/PREFIX])")
+    repo_id, prefix = "/".join(segments[:2]), "/".join(segments[2:])
+    return repo_id, prefix, f"{scheme}://{repo_id}" + (f"/{prefix}" if prefix else "")

@@ -11,12 +11,11 @@ or ``HF_ENDPOINT``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from urllib.parse import urlsplit
 
 from apt_core.errors import APTError
 
 from ..retry import AuthError, NotFoundError, TransientError, parse_retry_after
-from .base import Backend, ObjectInfo, require_sdk, scrub
+from .base import Backend, ObjectInfo, require_sdk, scrub, split_repo_url
 
 __all__ = ["HFBackend"]
 
@@ -27,13 +26,7 @@ class HFBackend(Backend):
 
     def __init__(self, url: str, settings: dict | None = None):
         settings = dict(settings or {})
-        parts = urlsplit(url)
-        segments = [s for s in (parts.netloc + parts.path).split("/") if s]
-        if parts.scheme != "hf" or len(segments) < 2:
-            raise APTError(f"not an hf:// URL: {url!r} (expected hf://USER/REPO[/PREFIX])")
-        self.repo_id = "/".join(segments[:2])
-        self.prefix = "/".join(segments[2:])
-        self.url = f"hf://{self.repo_id}" + (f"/{self.prefix}" if self.prefix else "")
+        self.repo_id, self.prefix, self.url = split_repo_url(url, "hf", "an", "USER")
         self.repo_type = settings.get("repo_type") or "model"
         self.private = bool(settings.get("private", True))
         hub = require_sdk("huggingface_hub", "hf")

@@ -17,12 +17,12 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import quote_plus
 
 from apt_core.errors import APTError
 
 from ..retry import AuthError, NotFoundError, TransientError, parse_retry_after
-from .base import Backend, ObjectInfo, install_log_redaction, require_sdk, scrub
+from .base import Backend, ObjectInfo, install_log_redaction, require_sdk, scrub, split_repo_url
 
 __all__ = ["ModelScopeBackend"]
 
@@ -35,13 +35,7 @@ class ModelScopeBackend(Backend):
 
     def __init__(self, url: str, settings: dict | None = None):
         settings = dict(settings or {})
-        parts = urlsplit(url)
-        segments = [s for s in (parts.netloc + parts.path).split("/") if s]
-        if parts.scheme != "modelscope" or len(segments) < 2:
-            raise APTError(f"not a modelscope:// URL: {url!r} (expected modelscope://OWNER/REPO[/PREFIX])")
-        self.repo_id = "/".join(segments[:2])
-        self.prefix = "/".join(segments[2:])
-        self.url = f"modelscope://{self.repo_id}" + (f"/{self.prefix}" if self.prefix else "")
+        self.repo_id, self.prefix, self.url = split_repo_url(url, "modelscope", "a", "OWNER")
         self.token = os.environ.get("MODELSCOPE_API_TOKEN") or None
         endpoint = settings.get("endpoint") or None
         self.client = _client(endpoint, self.token)
