@@ -19,6 +19,10 @@ __all__ = [
     "parse_structured",
     "parse_nm",
     "parse_sparsities",
+    "RECOVERY_MODES",
+    "check_recovery",
+    "check_kd_alpha",
+    "check_kd_temperature",
 ]
 
 #: Importance criteria. ``random`` is the control every other criterion must beat.
@@ -27,6 +31,9 @@ METHODS = ("magnitude", "taylor", "wanda", "random")
 STRUCTURED_TARGETS = ("heads", "ffn", "rank")
 #: ``layer``: every tensor (or layer) loses the same fraction; ``global``: one threshold for all.
 SCOPES = ("layer", "global")
+#: How a pruned model is fine-tuned: ``kd`` distils from the model as it was before pruning
+#: (KL to its soft targets mixed with next-token CE); ``ce`` is plain next-token training.
+RECOVERY_MODES = ("kd", "ce")
 
 
 def check_sparsity(value: float, name: str = "sparsity") -> float:
@@ -85,3 +92,36 @@ def parse_sparsities(text: str) -> list[float]:
     if not items:
         raise APTError("--sparsities needs at least one value, e.g. 0.3,0.5,0.7,0.9")
     return sorted({check_sparsity(t, "each sparsity") for t in items})
+
+
+def check_recovery(mode: str) -> str:
+    """Return *mode* if it is a known recovery objective (``kd`` or ``ce``)."""
+    if mode not in RECOVERY_MODES:
+        raise APTError(f"unknown recovery {mode!r}; choose one of {', '.join(RECOVERY_MODES)}")
+    return mode
+
+
+def _number(value, name: str, expected: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise APTError(f"{name} must be {expected}, got {value!r}") from None
+    if number != number:  # NaN passes no comparison, so name it here
+        raise APTError(f"{name} must be {expected}, got {value!r}")
+    return number
+
+
+def check_kd_alpha(value, name: str = "--kd-alpha") -> float:
+    """Weight of the distillation term, a number in [0, 1] (``1 - alpha`` weighs next-token CE)."""
+    number = _number(value, name, "a number in [0, 1]")
+    if not 0.0 <= number <= 1.0:
+        raise APTError(f"{name} must be in [0, 1] (the weight of the distillation term), got {value!r}")
+    return number
+
+
+def check_kd_temperature(value, name: str = "--kd-temperature") -> float:
+    """Softmax temperature of the distillation term, a finite number > 0."""
+    number = _number(value, name, "a number > 0")
+    if not 0.0 < number < float("inf"):
+        raise APTError(f"{name} must be > 0 (the softmax temperature), got {value!r}")
+    return number
