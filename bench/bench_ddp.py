@@ -1,12 +1,14 @@
 """Multi-GPU scaling of the core trainer: ``torchrun -m apt_core train`` on 1 and N GPUs, same global batch.
 
     python bench/bench_ddp.py --gpus 2
+    python bench/bench_ddp.py --gpus 2 --distributed fsdp
 
 Runs the real CLI under torchrun (DDP over NCCL) for a ~100 M-parameter APT (d 768, 12 layers,
 seq 1024, 16 sequences per GPU per micro-batch; one GPU accumulates N micro-batches so both runs
 see the same 32-sequence global batch in the same order). Reports tokens/s of the last logging
 window (after torch.compile warm-up), scaling efficiency, and the eval-loss curves side by side.
-Results: bench/results/ddp.json.
+``--distributed fsdp`` runs the same method with the model sharded (FSDP2) instead of replicated.
+Results: bench/results/ddp.json (fsdp.json with ``--distributed fsdp``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ SMOKE_MODEL = {"vocab_size": 260, "d_model": 32, "n_layers": 2, "n_heads": 2, "d
 SMOKE_TRAINING = {**TRAINING, "batch_size": 4, "seq_len": 32, "eval_every": 10, "log_every": 5, "eval_batches": 4}
 
 
-def run(gpus: int, world: int, steps: int, work: Path, smoke: bool) -> dict:
+def run(gpus: int, world: int, steps: int, work: Path, smoke: bool, distributed: str = "ddp") -> dict:
     """Train with *gpus* processes; the global batch is always batch_size * *world* sequences."""
     config = work / "config.json"
     model, training = (SMOKE_MODEL, SMOKE_TRAINING) if smoke else (MODEL, TRAINING)
@@ -37,7 +39,8 @@ def run(gpus: int, world: int, steps: int, work: Path, smoke: bool) -> dict:
         **training, "max_steps": steps, "grad_accum_steps": world // gpus}}))
     out = work / f"run-{gpus}gpu"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-               "-m", "apt_core", "train", "--config", str(config), "--out", str(out), "--json"]
+               "-m", "apt_core", "train", "--config", str(config), "--out", str(out), "--json",
+               "--distributed", distributed]
     command += [] if smoke else ["--compile"]
     env = {**os.environ, "APT_LOAD_PLUGINS": ""}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -55,15 +58,18 @@ def main() -> None:
     parser.add_argument("--gpus", type=int, default=2)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--smoke", action="store_true", help="tiny model on CPU processes (gloo)")
+    parser.add_argument("--distributed", choices=["ddp", "fsdp"], default="ddp",
+                        help="how the N-GPU run spreads the model (1 GPU always trains plainly)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        single = run(1, args.gpus, args.steps, Path(tmp), args.smoke)
-        multi = run(args.gpus, args.gpus, args.steps, Path(tmp), args.smoke)
+        single = run(1, args.gpus, args.steps, Path(tmp), args.smoke, args.distributed)
+        multi = run(args.gpus, args.gpus, args.steps, Path(tmp), args.smoke, args.distributed)
     scaling = multi["tokens_per_s"] / single["tokens_per_s"]
     eval_gap = max(abs(m["eval_loss"] - s["eval_loss"]) / s["eval_loss"]
                    for s, m in zip(single["eval_history"], multi["eval_history"]))
-    path = save("ddp_smoke" if args.smoke else "ddp", {"model": MODEL, "steps": args.steps, "single": single, "multi": multi,
-                        "scaling": scaling, "eval_loss_relative_difference": eval_gap})
+    name = args.distributed + ("_smoke" if args.smoke else "")
+    path = save(name, {"model": MODEL, "steps": args.steps, "distributed": args.distributed, "single": single,
+                       "multi": multi, "scaling": scaling, "eval_loss_relative_difference": eval_gap})
     rows = [{"GPUs": r["gpus"], "global batch": r["global_batch"], "tokens/s": f"{r['tokens_per_s']:,.0f}",
              "train loss": f"{r['train_loss']:.4f}", "eval loss": f"{r['eval_loss']:.4f}"} for r in (single, multi)]
     print(f"saved {path}")

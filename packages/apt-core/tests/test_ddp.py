@@ -4,12 +4,11 @@ on the same global batch."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from apt_core.testing import run_workers
 
 WORKER = textwrap.dedent(
     """
@@ -56,20 +55,11 @@ WORKER = textwrap.dedent(
 )
 
 
-def _run(cmd, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "APT_LOAD_PLUGINS": ""}
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
-
-
 def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    _run([sys.executable, str(script), str(tmp_path / "single.json"), "4", str(tmp_path / "run1")], tmp_path)
-    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-          str(script), str(tmp_path / "ddp.json"), "2", str(tmp_path / "run2")], tmp_path)
+    run_workers(script, tmp_path / "single.json", 4, tmp_path / "run1", cwd=tmp_path)
+    run_workers(script, tmp_path / "ddp.json", 2, tmp_path / "run2", nproc=2, cwd=tmp_path)
     single = json.loads((tmp_path / "single.json").read_text())
     ddp = json.loads((tmp_path / "ddp.json").read_text())
     assert single["world"] == 1 and ddp["world"] == 2

@@ -41,6 +41,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "load_optimizer_state",
+    "read_optimizer_state",
     "resolve_checkpoint",
     "list_checkpoints",
     "remove_old_checkpoints",
@@ -95,10 +96,15 @@ def save_checkpoint(
     trainer_state: dict[str, Any] | None = None,
     *,
     update_latest: bool = False,
+    model_state: dict[str, torch.Tensor] | None = None,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically; with ``update_latest`` point ``<parent>/latest`` at it.
 
     An existing directory of the same name is replaced only after the new one is complete.
+    ``model_state`` / ``optimizer_state`` are written instead of ``model.state_dict()`` /
+    ``optimizer.state_dict()`` when given: a sharded (FSDP) model's weights gathered into full
+    tensors, and its optimizer state in the ordinary layout (``state`` keyed by parameter index).
     """
     directory = Path(directory)
     parent = directory.parent
@@ -107,11 +113,12 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=parent))
     try:
         model.config.to_json_file(tmp / "config.json")
-        write_safetensors(model.state_dict(), tmp / "model.safetensors")
+        write_safetensors(model.state_dict() if model_state is None else model_state, tmp / "model.safetensors")
         if tokenizer is not None:
             tokenizer.save(tmp)
         if optimizer is not None:
-            _save_optimizer(optimizer, tmp)
+            _save_optimizer(optimizer.state_dict() if optimizer_state is None else optimizer_state,
+                            type(optimizer).__name__, tmp)
         if trainer_state is not None:
             _write_json(tmp / "trainer_state.json", trainer_state)
         _fsync_tree(tmp)
@@ -167,8 +174,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _save_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
-    state = optimizer.state_dict()
+def _save_optimizer(state: dict[str, Any], name: str, directory: Path) -> None:
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for index, values in state["state"].items():
@@ -178,7 +184,7 @@ def _save_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
             else:
                 scalars.setdefault(str(index), {})[key] = value
     write_safetensors(tensors, directory / "optimizer.safetensors")
-    layout = {"format": "apt-optimizer-v1", "optimizer": type(optimizer).__name__,
+    layout = {"format": "apt-optimizer-v1", "optimizer": name,
               "param_groups": state["param_groups"], "scalars": scalars}
     _write_json(directory / "optimizer.json", layout)
 
@@ -269,9 +275,8 @@ def load_checkpoint(
     return Checkpoint(path=directory, model=model, tokenizer=tokenizer, trainer_state=read_trainer_state(directory))
 
 
-def load_optimizer_state(path: str | Path, optimizer: torch.optim.Optimizer,
-                         map_location: str | torch.device = "cpu") -> None:
-    """Restore an optimizer saved with a checkpoint (the optimizer must be built over the same params)."""
+def read_optimizer_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The optimizer state dict saved with a checkpoint (``state`` keyed by parameter index)."""
     directory = Path(path)
     layout_file = directory / "optimizer.json"
     if not layout_file.is_file():
@@ -291,6 +296,15 @@ def load_optimizer_state(path: str | Path, optimizer: torch.optim.Optimizer,
     for group in groups:
         if isinstance(group.get("betas"), list):
             group["betas"] = tuple(group["betas"])
+    return {"state": state, "param_groups": groups}
+
+
+def load_optimizer_state(path: str | Path, optimizer: torch.optim.Optimizer,
+                         map_location: str | torch.device = "cpu") -> None:
+    """Restore an optimizer saved with a checkpoint (the optimizer must be built over the same params)."""
+    directory = Path(path)
+    saved = read_optimizer_state(directory, map_location)
+    state, groups = saved["state"], saved["param_groups"]
     own_sizes = [len(g["params"]) for g in optimizer.state_dict()["param_groups"]]
     if own_sizes != [len(g["params"]) for g in groups]:
         raise APTError(f"optimizer state in {directory} does not match the model's parameters")

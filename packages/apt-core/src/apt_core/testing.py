@@ -10,12 +10,17 @@ Installed with apt-core as a pytest plugin (entry point ``pytest11``), so any te
     ``apt_cli(*args) -> CLIResult(exit_code, stdout, stderr)``: runs ``apt-model`` in-process.
 ``tiny_checkpoint``
     Path of a tiny trained-for-zero-steps APT checkpoint (byte-level tokenizer), made once per session.
+
+and the helper :func:`run_workers`, which runs a script as one process or as N ``torchrun`` processes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +28,7 @@ import pytest
 
 from .plugins import make_plugin_manager, set_plugin_manager
 
-__all__ = ["CLIResult", "run_cli", "apt_pm", "apt_cli", "tiny_checkpoint", "make_tiny_checkpoint"]
+__all__ = ["CLIResult", "run_cli", "run_workers", "apt_pm", "apt_cli", "tiny_checkpoint", "make_tiny_checkpoint"]
 
 
 @dataclass
@@ -51,6 +56,26 @@ def run_cli(*args: str) -> CLIResult:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return CLIResult(code, out.getvalue(), err.getvalue())
+
+
+def run_workers(script: str | Path, *args: str, nproc: int = 1, cwd: str | Path | None = None,
+                timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``script ARGS`` as one plain process (``nproc=1``) or under ``torchrun`` as *nproc* processes.
+
+    On a machine without GPUs the trainer's processes join over gloo on the CPU. Each process uses one
+    thread (they share the cores) and loads no plugins. Fails the test with the end of stderr if the
+    run fails.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "APT_LOAD_PLUGINS": ""}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)  # an outer torchrun's variables would make a plain process join its group
+    launcher = [sys.executable]
+    if nproc > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
+    result = subprocess.run([*launcher, str(script), *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
 @pytest.fixture

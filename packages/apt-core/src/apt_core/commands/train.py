@@ -38,16 +38,19 @@ DEFAULT_PROMPT = "ROMEO:"
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--mixed-precision", type=click.Choice(["auto", "bf16", "fp16", "no"]), help="Autocast mode.")
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model.")
+@click.option("--distributed", type=click.Choice(["ddp", "fsdp"]),
+              help="Under torchrun: ddp (replicate the model) or fsdp (shard it, for models that do not "
+                   "fit one card). Default ddp.")
 @click.option("--prompt", help=f"Prompt for the sample printed at the end (default {DEFAULT_PROMPT!r} "
                                "on the embedded corpus).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON (no progress bar).")
 def train(data_specs, eval_data, text_field, config_name, steps, out_dir, resume, seed, batch_size, grad_accum,
           seq_len, lr, eval_every, save_every, keep_last, tokenizer_path, device, mixed_precision, use_compile,
-          prompt, as_json) -> None:
+          distributed, prompt, as_json) -> None:
     """Train an APT model and save checkpoints to --out.
 
     With no options: the small preset on the embedded Shakespeare corpus, a few minutes on 2 CPU cores.
-    Runs unchanged under torchrun (DDP).
+    Runs unchanged under torchrun (DDP, or FSDP with --distributed fsdp).
     """
     import torch
 
@@ -64,7 +67,7 @@ def train(data_specs, eval_data, text_field, config_name, steps, out_dir, resume
     run_dir = Path(out_dir)
     overrides = {"max_steps": steps, "batch_size": batch_size, "grad_accum_steps": grad_accum, "seq_len": seq_len,
                  "lr": lr, "eval_every": eval_every, "save_every": save_every, "keep_last": keep_last,
-                 "mixed_precision": mixed_precision}
+                 "mixed_precision": mixed_precision, "distributed": distributed}
     overrides = {k: v for k, v in overrides.items() if v is not None}
 
     if resume:
@@ -132,13 +135,21 @@ def train(data_specs, eval_data, text_field, config_name, steps, out_dir, resume
         click.echo(f"training {model.num_parameters():,} parameters on {len(train_tokens):,} tokens "
                    f"({', '.join(specs)}) for {args.max_steps} steps -> {run_dir}", err=True)
     metrics = trainer.train()
+    sample_model = trainer.model
+    if trainer.sharded:
+        # FSDP: every process holds only shards, and a forward needs all of them. Gather a plain copy
+        # (on the CPU: the model may not fit one card) for rank 0's sample.
+        state = trainer.full_state_dict()
+        if main:
+            sample_model = APTModel(config)
+            sample_model.load_weights(state)
     if not main:
         return
 
     if prompt is None:
         first_line = next((line for doc in documents for line in doc.splitlines() if line.strip()), "\n")
         prompt = DEFAULT_PROMPT if specs == ["default"] else first_line[:30]
-    sample = _sample(trainer.model, tokenizer, prompt, seed)
+    sample = _sample(sample_model, tokenizer, prompt, seed)
     checkpoint = resolve_checkpoint(run_dir)
     result = {
         "checkpoint": str(checkpoint), "parameters": model.num_parameters(), "steps": trainer.state.step,

@@ -50,6 +50,10 @@ class TrainingArguments:
     #: "auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16", "fp16" (CUDA, with a grad scaler) or "no".
     mixed_precision: str = "auto"
     compile: bool = False
+    #: How a run under ``torchrun`` spreads over its processes: "ddp" (every process holds the whole
+    #: model, gradients are all-reduced) or "fsdp" (parameters, gradients and optimizer state are
+    #: sharded over the processes, for models that do not fit one card). A single process ignores it.
+    distributed: str = "ddp"
     #: "auto" (cuda:LOCAL_RANK when available, else cpu) or an explicit torch device string.
     device: str = "auto"
     progress: bool = True
@@ -71,6 +75,8 @@ class TrainingArguments:
             raise APTError("min_lr_ratio must be in [0, 1]")
         if self.mixed_precision not in ("auto", "bf16", "fp16", "no"):
             raise APTError(f"mixed_precision must be auto, bf16, fp16 or no, got {self.mixed_precision!r}")
+        if self.distributed not in ("ddp", "fsdp"):
+            raise APTError(f"distributed must be ddp or fsdp, got {self.distributed!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingArguments:

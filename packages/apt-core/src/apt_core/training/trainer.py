@@ -4,6 +4,9 @@ to all of them.
 
 Hooks fire on the main process (rank 0) only; ``callbacks`` run on every rank because they usually
 change the model (e.g. re-applying pruning masks) and all replicas must stay identical.
+
+Under ``torchrun`` the model is replicated with DDP, or sharded with FSDP2 when
+``args.distributed == "fsdp"`` (see :mod:`apt_core.training.fsdp`); a single process trains plainly.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from apt_core.checkpoint import (
     capture_rng_state,
     checkpoint_name,
     load_optimizer_state,
+    read_optimizer_state,
     read_trainer_state,
     remove_old_checkpoints,
     resolve_checkpoint,
@@ -30,10 +34,18 @@ from apt_core.checkpoint import (
 )
 from apt_core.data import TokenBlocks
 from apt_core.errors import APTError
+from apt_core.model import APTModel
 from apt_core.model.serialization import read_safetensors
 from apt_core.training.arguments import TrainingArguments, lr_at_step
 from apt_core.training.batching import BatchCursor, collate
 from apt_core.training.distributed import setup_distributed
+from apt_core.training.fsdp import (
+    full_model_state,
+    full_optimizer_state,
+    load_full_state_dicts,
+    shard_model,
+    sync_replicated_grads,
+)
 
 __all__ = ["Trainer", "TrainerState"]
 
@@ -83,13 +95,21 @@ class Trainer:
         self.loss_fn, self.callbacks = loss_fn, list(callbacks)
         self.dist = setup_distributed(args.device)
         self.device = self.dist.device
-        self.model = model.to(self.device)
+        self.autocast_dtype = self._autocast_dtype()
+        #: True when the model is sharded over the processes (FSDP); a single process never shards.
+        self.sharded = args.distributed == "fsdp" and self.dist.enabled
+        #: Parameters FSDP cannot shard (0-dim scalars); kept replicated, gradients averaged by hand.
+        self.replicated_params: list[torch.nn.Parameter] = []
+        if self.sharded:
+            self.model = self._shard(model)
+        else:
+            self.model = model.to(self.device)
         self.train_data = self._as_dataset(train_data)
         self.eval_data = self._as_dataset(eval_data) if eval_data is not None else None
         self.out_dir = Path(args.out_dir) if args.out_dir else None
         self.state = TrainerState()
+        # After sharding: fully_shard replaces the parameters, and the optimizer must hold the shards.
         self.optimizer = self._build_optimizer()
-        self.autocast_dtype = self._autocast_dtype()
         self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
         self.wrapped_model = self._wrap(self.model)
         self.global_batch = args.batch_size * args.grad_accum_steps * self.dist.world_size
@@ -121,12 +141,27 @@ class Trainer:
             raise APTError("fp16 mixed precision needs a CUDA device; use bf16 or no")
         return torch.bfloat16 if mode == "bf16" else torch.float16
 
+    def _shard(self, model: torch.nn.Module) -> torch.nn.Module:
+        """FSDP: shard *model* in place (before the optimizer exists, which must see the shards)."""
+        if not isinstance(model, APTModel):  # wrapper modules (e.g. distillation) shard and save differently
+            raise APTError(f"distributed fsdp trains an APTModel, not a {type(model).__name__}; use ddp")
+        if self.autocast_dtype == torch.float16:
+            raise APTError("fp16 mixed precision is not supported with distributed fsdp; use bf16")
+        # Mixed precision through FSDP's policy instead of autocast: blocks are gathered in bf16 (half
+        # the all-gather traffic and unsharded-weight memory) and compute in bf16, while the shards the
+        # optimizer updates and the gradient reduce-scatter stay fp32. Autocast would gather fp32
+        # weights and cast them again on every forward. So no autocast on this path.
+        self.replicated_params = shard_model(model, self.device, param_dtype=self.autocast_dtype)
+        self.autocast_dtype = None
+        return model
+
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         # Compile first, then wrap in DDP: compiling the DDP module makes dynamo split the graph at
         # every gradient bucket (to overlap all-reduce with backward), and those smaller graphs lose
         # more fusion than the overlap wins back for a model of this size (bench/bench_ddp.py).
+        # FSDP: the model is already sharded (in __init__), so compiling here compiles the sharded model.
         wrapped = torch.compile(model) if self.args.compile else model
-        if self.dist.enabled:
+        if self.dist.enabled and not self.sharded:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -144,9 +179,14 @@ class Trainer:
         state = read_trainer_state(directory)
         if state is None:
             raise APTError(f"cannot resume from {directory}: it has no trainer_state.json")
-        self.model.load_weights(read_safetensors(directory / "model.safetensors", device=self.device),
-                                source=directory / "model.safetensors")
-        load_optimizer_state(directory, self.optimizer, map_location=self.device)
+        if self.sharded:
+            # Every process reads the full files and keeps its own shard of them.
+            load_full_state_dicts(self.model, self.optimizer, read_safetensors(directory / "model.safetensors"),
+                                  read_optimizer_state(directory), source=str(directory))
+        else:
+            self.model.load_weights(read_safetensors(directory / "model.safetensors", device=self.device),
+                                    source=directory / "model.safetensors")
+            load_optimizer_state(directory, self.optimizer, map_location=self.device)
         known = {f for f in TrainerState.__dataclass_fields__}
         self.state = TrainerState(**{k: v for k, v in state.items() if k in known})
         if "rng" in state:
@@ -233,8 +273,11 @@ class Trainer:
             batch = {k: v.to(self.device, non_blocking=True) for k, v in
                      collate([self.train_data[j] for j in indices]).items()}
             tokens += batch["input_ids"].numel()
-            # DDP: only the last micro-batch all-reduces gradients.
-            sync = contextlib.nullcontext() if (i == accum - 1 or not self.dist.enabled) else self.wrapped_model.no_sync()
+            # DDP: only the last micro-batch all-reduces gradients. FSDP reduce-scatters every micro-batch
+            # into the sharded gradients: deferring it would keep full, unsharded gradients for the whole
+            # model on every process, the memory sharding is there to save.
+            defer = self.dist.enabled and not self.sharded and i < accum - 1
+            sync = self.wrapped_model.no_sync() if defer else contextlib.nullcontext()
             with sync:
                 with self._autocast():
                     loss, metrics = self._compute_loss(batch)
@@ -264,10 +307,14 @@ class Trainer:
 
     def _optimizer_step(self) -> torch.Tensor | None:
         grad_norm = None
+        if self.replicated_params:
+            sync_replicated_grads(self.replicated_params)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if self.args.max_grad_norm:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
+            if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor norm over the shards
+                grad_norm = grad_norm.full_tensor()
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -304,14 +351,21 @@ class Trainer:
             n_batches = min(n_batches, self.args.eval_batches)
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         count = torch.zeros((), device=self.device, dtype=torch.float64)
-        for b in range(self.dist.rank, n_batches, self.dist.world_size):
-            items = [self.eval_data[i] for i in range(b * size, min((b + 1) * size, len(self.eval_data)))]
+        world = self.dist.world_size
+        # FSDP: every forward gathers weights with all processes, so all must run the same number of
+        # them; a process past the last batch runs batch 0 again and does not count it.
+        end = math.ceil(n_batches / world) * world if self.sharded else n_batches
+        for b in range(self.dist.rank, end, world):
+            real = b < n_batches
+            start = b * size if real else 0
+            items = [self.eval_data[i] for i in range(start, min(start + size, len(self.eval_data)))]
             batch = {k: v.to(self.device) for k, v in collate(items).items()}
             with self._autocast():
                 out = self.model(batch["input_ids"], labels=batch["labels"], attention_mask=batch.get("attention_mask"))
-            valid = (batch["labels"][:, 1:] != -100).sum()
-            loss_sum += out.loss.double() * valid
-            count += valid
+            if real:
+                valid = (batch["labels"][:, 1:] != -100).sum()
+                loss_sum += out.loss.double() * valid
+                count += valid
         totals = self.dist.all_reduce_sum(torch.stack([loss_sum, count]))
         self.model.train()
         eval_loss = (totals[0] / totals[1].clamp(min=1)).item()
@@ -326,15 +380,30 @@ class Trainer:
         if self.out_dir is None:
             raise APTError("no out_dir: the trainer has nowhere to save checkpoints")
         path = self.out_dir / checkpoint_name(self.state.step)
+        model_state = optimizer_state = None
+        if self.sharded:  # a collective: every process sends its shards, rank 0 gets full CPU tensors
+            model_state = full_model_state(self.model)
+            optimizer_state = full_optimizer_state(self.model, self.optimizer)
         if self.is_main_process:
             self.state.last_checkpoint = path.name
             state = {**asdict(self.state), "rng": capture_rng_state(), "args": self.args.to_dict(),
                      "world_size": self.dist.world_size, "global_batch_size": self.global_batch}
-            save_checkpoint(path, self.model, self.tokenizer, self.optimizer, state, update_latest=True)
+            save_checkpoint(path, self.model, self.tokenizer, self.optimizer, state, update_latest=True,
+                            model_state=model_state, optimizer_state=optimizer_state)
             remove_old_checkpoints(self.out_dir, self.args.keep_last)
             self.hook.apt_checkpoint_saved(trainer=self, path=path)
         self.dist.barrier()
         return path
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """The model's full, unsharded weights (e.g. to build a plain copy for generation).
+
+        Under FSDP a collective that every process must call: rank 0 gets the tensors on the CPU,
+        the others an empty dict. Otherwise ``model.state_dict()``.
+        """
+        if self.sharded:
+            return full_model_state(self.model)
+        return self.model.state_dict()
 
     def _progress_bar(self):
         if not (self.args.progress and self.is_main_process):
