@@ -2,11 +2,15 @@
 
     python bench/bench_gpu_train.py                    # d 768, 12 layers, 12 heads, seq 1024, batch 16, bf16
     python bench/bench_gpu_train.py --arms apt,llama --no-eager
+    python bench/bench_gpu_train.py --arms apt,llama --no-eager --mode reduce-overhead   # CUDA graphs
+    python bench/bench_gpu_train.py --arms apt,apt-no-autopoietic --no-eager --profile 15
     python bench/bench_gpu_train.py --smoke            # tiny shapes on CPU, to check the script runs
 
 Every arm uses fused AdamW, bf16 autocast, the model's own loss, and is timed after warm-up (so
 compile time is excluded). MFU = 6 * N * tokens/s / (bf16 matmul ceiling measured in the same run).
-The ablation arms switch APT's own parts off to show what they cost. Results: bench/results/gpu_train.json.
+The ablation arms switch APT's own parts off to show what they cost; ``apt-rope`` is APT with the
+presets' rotary positions. ``host ms`` is the time Python takes to launch a step: close to ``step ms``
+means the GPU waits on the host. Results: bench/results/gpu_train.json (``--name`` to change).
 """
 
 from __future__ import annotations
@@ -65,7 +69,8 @@ def build(arm: str, shape: dict) -> nn.Module:
     from apt_core import APTConfig, APTModel
 
     switches = {"apt": {}, "apt-no-autopoietic": {"autopoietic": False}, "apt-no-left-spin": {"left_spin": False},
-                "apt-plain": {"autopoietic": False, "left_spin": False}}[arm]
+                "apt-plain": {"autopoietic": False, "left_spin": False},
+                "apt-rope": {"position_encoding": "rope"}}[arm]
     return APTModel(APTConfig(vocab_size=vocab, d_model=d, n_layers=layers, n_heads=heads, d_ff=shape["d_ff"],
                               max_seq_len=seq, **switches))
 
@@ -84,17 +89,38 @@ def matmul_ceiling(device: torch.device, n: int = 8192, reps: int = 30) -> float
     return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
-def run_arm(arm: str, compiled: bool, shape: dict, steps: int, warmup: int, device: torch.device) -> dict:
+def kernel_profile(step, top: int, steps: int = 3) -> list[tuple[str, float]]:
+    """The *top* GPU kernels by time per step (ms), from the torch profiler over *steps* steps.
+
+    Their sum against step_ms shows how long the GPU sat idle (waiting on the host)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    totals: dict[str, float] = {}
+    for event in prof.key_averages():
+        totals[event.key] = totals.get(event.key, 0.0) + event.device_time_total / steps / 1e3
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])
+    return [("(all kernels)", sum(totals.values()))] + ranked[:top]
+
+
+def run_arm(arm: str, compiled: bool, shape: dict, steps: int, warmup: int, device: torch.device,
+            mode: str | None = None, profile: int = 0) -> dict:
     torch.manual_seed(0)
     model = build(arm, shape).to(device)
     params = sum(p.numel() for p in model.parameters())
     fused = device.type == "cuda"
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=fused)
-    step_model = torch.compile(model) if compiled else model
+    step_model = torch.compile(model, mode=mode) if compiled else model
+    cuda_graphs = compiled and mode == "reduce-overhead"
     batch = torch.randint(0, shape["vocab"], (shape["batch"], shape["seq"]), device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def step():
+        if cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast:
             loss = step_model(input_ids=batch, labels=batch).loss
         loss.backward()
@@ -110,17 +136,21 @@ def run_arm(arm: str, compiled: bool, shape: dict, steps: int, warmup: int, devi
     start = time.perf_counter()
     for _ in range(steps):
         loss = step()
-    final_loss = loss.item()  # the only host sync, after timing the loop's launches
+    # Host time to launch the steps: when it nears step_ms the GPU waits on Python (launch-bound).
+    launched = time.perf_counter() - start
+    final_loss = loss.item()  # the only host sync in the timed loop
     if device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
     tokens = shape["batch"] * shape["seq"] * steps
+    kernels = kernel_profile(step, profile) if profile and device.type == "cuda" else None
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
     if device.type == "cuda":
         torch.cuda.empty_cache()
     torch._dynamo.reset()
     return {"arm": arm, "compiled": compiled, "params_M": params / 1e6, "tokens_per_s": tokens / elapsed,
-            "step_ms": 1e3 * elapsed / steps, "peak_mem_GiB": peak, "loss": final_loss}
+            "step_ms": 1e3 * elapsed / steps, "host_ms": 1e3 * launched / steps, "peak_mem_GiB": peak,
+            "loss": final_loss, "mode": mode or "default", "top_kernels_ms": kernels}
 
 
 def main() -> None:
@@ -130,6 +160,10 @@ def main() -> None:
     parser.add_argument("--eager-arms", default="gpt,llama,apt", help="arms also run without torch.compile")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--mode", default=None, choices=["default", "reduce-overhead", "max-autotune"],
+                        help="torch.compile mode for every compiled arm (reduce-overhead = CUDA graphs)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also print each compiled arm's N most expensive GPU kernels (ms per step)")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, CPU allowed")
     parser.add_argument("--name", default="gpu_train")
     args = parser.parse_args()
@@ -147,10 +181,14 @@ def main() -> None:
     for arm in args.arms.split(","):
         modes = [True] if args.no_eager or arm not in args.eager_arms.split(",") else [False, True]
         for compiled in modes:
-            result = run_arm(arm, compiled, shape, args.steps, args.warmup, device)
+            mode = None if args.mode in (None, "default") else args.mode
+            result = run_arm(arm, compiled, shape, args.steps, args.warmup, device, mode,
+                             args.profile if compiled else 0)
             result["mfu"] = 6 * result["params_M"] * 1e6 * result["tokens_per_s"] / ceiling
             runs.append(result)
             print(f"{arm:20s} compiled={compiled!s:5s} {result['tokens_per_s']:>12,.0f} tok/s", flush=True)
+            for name, ms in result["top_kernels_ms"] or ():
+                print(f"    {ms:8.3f} ms  {name[:100]}")
 
     def rate(arm, compiled=True):
         return next((r["tokens_per_s"] for r in runs if r["arm"] == arm and r["compiled"] == compiled), math.nan)
@@ -158,12 +196,12 @@ def main() -> None:
     ratios = {"apt_vs_llama_compiled": rate("apt") / rate("llama"), "apt_vs_gpt_compiled": rate("apt") / rate("gpt")}
     path = save(args.name, {"shape": shape, "steps": args.steps, "matmul_ceiling_tflops": ceiling / 1e12,
                             "runs": runs, "ratios": ratios})
-    rows = [{"arm": r["arm"], "mode": "compile" if r["compiled"] else "eager", "params M": f"{r['params_M']:.1f}",
-             "tokens/s": f"{r['tokens_per_s']:,.0f}", "step ms": f"{r['step_ms']:.1f}",
+    rows = [{"arm": r["arm"], "mode": ("compile" if r["mode"] == "default" else r["mode"]) if r["compiled"] else "eager", "params M": f"{r['params_M']:.1f}",
+             "tokens/s": f"{r['tokens_per_s']:,.0f}", "step ms": f"{r['step_ms']:.1f}", "host ms": f"{r['host_ms']:.1f}",
              "peak GiB": f"{r['peak_mem_GiB']:.1f}", "MFU": f"{r['mfu']:.2f}"} for r in runs]
     print(f"\nbf16 matmul ceiling {ceiling / 1e12:.0f} TFLOP/s; shape {shape}; saved {path}")
     print(f"APT/Llama (compiled) {ratios['apt_vs_llama_compiled']:.2f}x, APT/GPT (compiled) {ratios['apt_vs_gpt_compiled']:.2f}x")
-    print(table(rows, ["arm", "mode", "params M", "tokens/s", "step ms", "peak GiB", "MFU"]))
+    print(table(rows, ["arm", "mode", "params M", "tokens/s", "step ms", "host ms", "peak GiB", "MFU"]))
 
 
 if __name__ == "__main__":

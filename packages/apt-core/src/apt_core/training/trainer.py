@@ -156,17 +156,19 @@ class Trainer:
         return model
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        # Compile first, then wrap in DDP: compiling the DDP module makes dynamo split the graph at
-        # every gradient bucket (to overlap all-reduce with backward), and those smaller graphs lose
-        # more fusion than the overlap wins back for a model of this size (bench/bench_ddp.py).
-        # FSDP: the model is already sharded (in __init__), so compiling here compiles the sharded model.
-        wrapped = torch.compile(model) if self.args.compile else model
         if self.dist.enabled and not self.sharded:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            wrapped = DistributedDataParallel(wrapped, device_ids=ids, gradient_as_bucket_view=True)
-        return wrapped
+            model = DistributedDataParallel(model, device_ids=ids)
+            if self.args.compile:
+                # One graph for the whole DDP step. By default dynamo splits the graph at every
+                # gradient bucket so all-reduce overlaps the backward; on 2 H200s those split graphs
+                # lost more fusion than the overlap won (1.27x vs 1.83x tokens/s over one GPU), and
+                # compiling the model inside DDP was no better (1.32x). bench/bench_ddp.py measures it.
+                torch._dynamo.config.optimize_ddp = False
+        # FSDP: the model is already sharded (in __init__), so compiling here compiles the sharded model.
+        return torch.compile(model) if self.args.compile else model
 
     @property
     def is_main_process(self) -> bool:
@@ -246,10 +248,12 @@ class Trainer:
                 bar.update(1)
             if self.is_main_process:
                 self.hook.apt_train_step_end(trainer=self, step=self.state.step, metrics=metrics)
+            paused = time.perf_counter()
             if self.eval_data is not None and args.eval_every and self.state.step % args.eval_every == 0 and not last:
                 self.evaluate()
             if self.out_dir and args.save_every and self.state.step % args.save_every == 0 and not last:
                 self.save()
+            window_start += time.perf_counter() - paused  # tokens/s counts training steps only
         if bar is not None:
             bar.close()
         final = dict(self.state.metrics)
