@@ -2,12 +2,11 @@
 exactly like 1 process on the same global batch -- so the objective really runs inside DDP's forward."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from apt_core.testing import run_workers
 
 WORKER = textwrap.dedent(
     """
@@ -51,21 +50,12 @@ WORKER = textwrap.dedent(
 )
 
 
-def _run(cmd, cwd):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "APT_LOAD_PLUGINS": ""}
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-
-
 def test_two_gloo_processes_distill_like_one(tmp_path, distill_teacher, distill_text_file):
     script = tmp_path / "distill_worker.py"
     script.write_text(WORKER)
-    common = [str(distill_teacher), str(distill_text_file)]
-    _run([sys.executable, str(script), str(tmp_path / "single.json"), "4", *common], tmp_path)
-    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-          str(script), str(tmp_path / "ddp.json"), "2", *common], tmp_path)
+    common = [distill_teacher, distill_text_file]
+    run_workers(script, tmp_path / "single.json", 4, *common, cwd=tmp_path)
+    run_workers(script, tmp_path / "ddp.json", 2, *common, nproc=2, cwd=tmp_path)
     single = json.loads((tmp_path / "single.json").read_text())
     ddp = json.loads((tmp_path / "ddp.json").read_text())
     assert single["world"] == 1 and ddp["world"] == 2 and len(ddp["losses"]) == 4
