@@ -16,6 +16,11 @@ Setup (every number is a flag):
    data order, learning rate and schedule (core Trainer, masks kept for unstructured arms):
    ``dense`` (no pruning: the control), unstructured magnitude 50% / 70%, Wanda 50%, 2:4,
    structured FFN 50%, heads 50% + FFN 50% (magnitude and Taylor).
+   ``--recover kd`` fine-tunes the pruned arms by distillation from the dense model as it was before
+   pruning (``--kd-alpha``, ``--kd-temperature``); ``ce`` by plain next-token training. The dense
+   control is always plain next-token fine-tuning (the issue's control: "the dense model fine-tuned
+   for the same steps") at ``--finetune-lr``; pruned arms may recover at their own ``--recovery-lr``
+   (a model just damaged by pruning tolerates, and needs, larger steps than a converging one).
 3. Held-out perplexity (embedded corpus eval split) of every arm relative to the dense control.
 4. Inference latency on the latency model: forward pass of a fixed batch, ``--reps`` runs, dense
    and pruned models measured interleaved (so machine load drifts hit both); speedup = dense / pruned
@@ -49,6 +54,8 @@ ARMS = {
     "structured heads+ffn 50%": {"method": "magnitude", "sparsity": 0.5, "structured": ("heads", "ffn")},
     "structured heads+ffn 50% taylor": {"method": "taylor", "sparsity": 0.5, "structured": ("heads", "ffn")},
 }
+#: The dense model fine-tuned (plain CE) at the pruned arms' --recovery-lr: a reference, not the control.
+REFERENCE_ARM = "dense at the recovery lr (reference)"
 #: Arms whose latency is measured (structured ones shrink; one masked arm shows masks do not).
 LATENCY_ARMS = ("unstructured magnitude 50%", "structured ffn 50%", "structured heads+ffn 50%")
 #: Targets of the issue: minimum speedup, and maximum perplexity ratio to the dense control.
@@ -76,7 +83,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pretrain-steps", type=int, default=None, help="default 150 on CPU, 1500 on GPU")
     p.add_argument("--finetune-steps", type=int, default=None, help="default 40 on CPU, 300 on GPU")
     p.add_argument("--pretrain-lr", type=float, default=2e-3)
-    p.add_argument("--finetune-lr", type=float, default=5e-4)
+    p.add_argument("--finetune-lr", type=float, default=5e-4, help="learning rate of the dense control's fine-tune")
+    p.add_argument("--recovery-lr", type=float, default=None,
+                   help="learning rate of the pruned arms' fine-tune (default: --finetune-lr). When it differs, "
+                        "the dense model is also fine-tuned at this rate, as a reference row")
+    p.add_argument("--recover", choices=["kd", "ce"], default="ce",
+                   help="recovery of the pruned arms: kd = distillation from the unpruned model, ce = plain "
+                        "next-token fine-tuning (the dense control is always ce)")
+    p.add_argument("--kd-alpha", type=float, default=None, help="weight of the KD term (default: the plugin's)")
+    p.add_argument("--kd-temperature", type=float, default=None, help="KD softmax temperature (default: the plugin's)")
     p.add_argument("--eval-batches", type=int, default=None, help="default 10 on CPU, all on GPU")
     p.add_argument("--arms", default=None, help="comma-separated arm names (default: all on GPU, a subset on CPU)")
     p.add_argument("--latency-batch", type=int, default=None, help="default 4 on CPU, 32 on GPU")
@@ -102,6 +117,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.arms = ",".join(ARMS) if gpu else ",".join(
             ["dense", "unstructured magnitude 50%", "unstructured magnitude 70%", "structured ffn 50%",
              "structured heads+ffn 50%"])
+    if args.recovery_lr is None:
+        args.recovery_lr = args.finetune_lr
     if args.smoke:
         args.d_model, args.layers, args.heads, args.d_ff, args.seq_len = 64, 2, 4, 128, 32
         args.batch_size, args.pretrain_steps, args.finetune_steps, args.eval_batches = 4, 4, 2, 2
@@ -139,7 +156,12 @@ def main(argv=None) -> None:
     from apt_core.tokenizer import APTTokenizer
     from apt_plugin_prune.finetune import finetune, load_token_data, perplexity
     from apt_plugin_prune.pruning import PruneSettings, prune_model
+    from apt_plugin_prune.recovery import Recovery
 
+    defaults = Recovery()
+    recovery = Recovery(args.recover, defaults.alpha if args.kd_alpha is None else args.kd_alpha,
+                        defaults.temperature if args.kd_temperature is None else args.kd_temperature)
+    args.kd_alpha, args.kd_temperature = recovery.alpha, recovery.temperature
     device = args.device
     started = time.perf_counter()
     tokenizer = APTTokenizer.byte_level()
@@ -154,15 +176,15 @@ def main(argv=None) -> None:
     data = load_token_data(tokenizer, "default")
     hook = _silent_hook()
 
-    def train(model, steps, lr, masks=None):
+    def train(model, steps, lr, masks=None, loss_fn=None):
         return finetune(model, data, steps, tokenizer=tokenizer, masks=masks, lr=lr, batch_size=args.batch_size,
                         seq_len=args.seq_len, seed=args.seed, device=device, progress=False,
-                        eval_batches=max(args.eval_batches, 1), hook=hook)
+                        eval_batches=max(args.eval_batches, 1), hook=hook, loss_fn=loss_fn)
 
     def ppl(model):
         return perplexity(model.to(device), data.eval, args.seq_len, 16, args.eval_batches)
 
-    result = {"args": vars(args), "latency_model": config.to_dict(), "quality_model": quality_config.to_dict(),
+    result = {"args": vars(args), "recovery": recovery.to_dict(), "latency_model": config.to_dict(), "quality_model": quality_config.to_dict(),
               "parameters": dense.num_parameters(), "arms": {}}
     if not args.skip_quality:
         t0 = time.perf_counter()
@@ -176,13 +198,18 @@ def main(argv=None) -> None:
     unknown = [a for a in arm_names if a not in ARMS]
     if unknown:
         raise SystemExit(f"unknown arm(s): {unknown}; known: {list(ARMS)}")
+    # The teacher of kd recovery: the dense model before pruning, a copy of its own (the loss moves
+    # it to the device), so the arms below keep copying an untouched dense model.
+    teacher = copy.deepcopy(dense) if recovery.uses_teacher and arm_names else None
 
     def pruned(model, spec):
         settings = PruneSettings(seed=args.seed, batch_size=8, seq_len=args.seq_len, calibration_batches=4, **spec)
         return prune_model(model, settings, tokenizer)
 
+    if "dense" in arm_names and args.recovery_lr != args.finetune_lr:
+        arm_names.insert(arm_names.index("dense") + 1, REFERENCE_ARM)
     for name in arm_names:
-        spec = ARMS[name]
+        spec = ARMS.get(name)
         model = copy.deepcopy(dense)
         row = {"parameters": model.num_parameters()}
         masks = None
@@ -190,8 +217,13 @@ def main(argv=None) -> None:
             model, masks, details = pruned(model, spec)
             row.update(parameters=model.num_parameters(), details=details)
         row["perplexity_pruned"] = ppl(model)
+        # The dense control always trains on plain next-token CE; only pruned arms recover by KD.
+        row["recovery"] = "ce" if spec is None else recovery.mode
         t0 = time.perf_counter()
-        train(model, args.finetune_steps, args.finetune_lr, masks)
+        lr = args.finetune_lr if name == "dense" else args.recovery_lr
+        metrics = train(model, args.finetune_steps, lr, masks, recovery.loss_fn(teacher) if spec is not None else None)
+        row["finetune_lr"] = lr
+        row["finetune_metrics"] = {k: v for k, v in metrics.items() if k in ("loss", "kd_loss", "ce_loss")}
         row["finetune_seconds"] = time.perf_counter() - t0
         row["perplexity"] = ppl(model)
         if masks is not None:
@@ -267,6 +299,10 @@ def print_table(result: dict) -> None:
                      "latency ms": _fmt(row.get("latency_ms"), ".2f"), "speedup": _fmt(row.get("speedup"), ".2f"),
                      "target": {True: "met", False: "MISSED", None: "-"}.get(row.get("meets_target"), "-")})
     print(table(rows, ["arm", "params", "ppl pruned", "ppl tuned", "vs dense", "latency params", "latency ms", "speedup", "target"]))
+    rec = result.get("recovery", {})
+    if rec:
+        detail = f" (alpha {rec['alpha']:g}, temperature {rec['temperature']:g})" if rec["mode"] == "kd" else ""
+        print(f"recovery of the pruned arms: {rec['mode']}{detail}; the dense control: ce")
     print(f"machine: {machine()}")
 
 

@@ -8,6 +8,7 @@ Importing the package is cheap (no torch). Modules, one concept each:
 ``structured``   head / FFN channel / autopoietic-rank removal (torch-pruning for FFN, slicing otherwise)
 ``pruning``      one pruning run on a checkpoint (``prune_model``, ``prune_checkpoint``)
 ``finetune``     recovery training through the core Trainer, perplexity
+``recovery``     distillation from the unpruned model as the fine-tuning objective (kd vs ce)
 ``lottery``      iterative magnitude pruning with rewinding and controls
 ``stats``        sparsity measured on the weights, with explicit denominators
 ``sweep``        perplexity against sparsity, table and plot

@@ -11,6 +11,8 @@ import json
 
 import click
 
+from apt_plugin_prune.options import DEFAULT_KD_ALPHA, DEFAULT_KD_TEMPERATURE, DEFAULT_RECOVERY
+
 __all__ = ["prune", "PruneGroup", "CONFIG_DEFAULTS", "validate_config"]
 
 #: ``[plugins.prune]`` settings and their defaults (CLI flags override them).
@@ -26,16 +28,28 @@ CONFIG_DEFAULTS = {
     "lr": 3e-4,
     "eval_batches": 20,
     "seed": 0,
+    "recover": DEFAULT_RECOVERY,
+    "kd_alpha": DEFAULT_KD_ALPHA,
+    "kd_temperature": DEFAULT_KD_TEMPERATURE,
 }
 
 
 def validate_config(values: dict) -> dict:
     """Check a merged ``[plugins.prune]`` section (one clear APTError per bad value)."""
     from apt_core.errors import APTError
-    from apt_plugin_prune.options import check_method, check_scope
+    from apt_plugin_prune.options import (
+        check_kd_alpha,
+        check_kd_temperature,
+        check_method,
+        check_recovery,
+        check_scope,
+    )
 
     check_method(values["method"])
     check_scope(values["scope"])
+    check_recovery(values["recover"])
+    check_kd_alpha(values["kd_alpha"], "plugins.prune.kd_alpha")
+    check_kd_temperature(values["kd_temperature"], "plugins.prune.kd_temperature")
     if values["ffn_engine"] not in ("torch-pruning", "slice"):
         raise APTError(f"plugins.prune.ffn_engine must be torch-pruning or slice, got {values['ffn_engine']!r}")
     for key in ("round_to", "calibration_batches", "batch_size", "seq_len"):
@@ -91,6 +105,14 @@ def _common(func):
         click.option("--batch-size", type=int, default=None),
         click.option("--seq-len", type=int, default=None),
         click.option("--lr", type=float, default=None, help="Fine-tuning learning rate."),
+        click.option("--recover", type=click.Choice(["kd", "ce"]), default=None,
+                     help="How fine-tuning recovers: kd = distil from the unpruned model, ce = plain "
+                          f"next-token training (default: config, {DEFAULT_RECOVERY})."),
+        click.option("--kd-alpha", default=None, metavar="A",
+                     help="kd: weight of the distillation term in [0, 1]; 1 - A weighs next-token CE "
+                          f"(default {DEFAULT_KD_ALPHA:g})."),
+        click.option("--kd-temperature", default=None, metavar="T",
+                     help=f"kd: softmax temperature > 0 (default {DEFAULT_KD_TEMPERATURE:g})."),
         click.option("--eval-batches", type=int, default=None, help="Perplexity on at most this many batches (0: skip)."),
         click.option("--seed", type=int, default=None),
         click.option("--device", default="auto", help="auto, cpu, cuda, cuda:1 ..."),
@@ -103,14 +125,24 @@ def _common(func):
 
 
 def _prune_settings(method, structured, scope, nm, include_embeddings, round_to, ffn_engine, data,
-                    calibration_batches, batch_size, seq_len, seed, sparsity, lr, eval_batches):
-    """(PruneSettings, merged config values) from the CLI flags over the ``[plugins.prune]`` section."""
-    from apt_plugin_prune.options import parse_nm, parse_structured
-    from apt_plugin_prune.pruning import PruneSettings
+                    calibration_batches, batch_size, seq_len, seed, sparsity, lr, eval_batches,
+                    recover=None, kd_alpha=None, kd_temperature=None):
+    """(PruneSettings, merged config values) from the CLI flags over the ``[plugins.prune]`` section.
 
+    ``cfg["recovery"]`` is the :class:`~apt_plugin_prune.recovery.Recovery` of the fine-tuning steps.
+    """
+    from apt_plugin_prune.options import check_kd_alpha, check_kd_temperature, parse_nm, parse_structured
+    from apt_plugin_prune.pruning import PruneSettings
+    from apt_plugin_prune.recovery import Recovery
+
+    # Flags are checked under their own names (the config section's values by validate_config).
+    kd_alpha = None if kd_alpha is None else check_kd_alpha(kd_alpha)
+    kd_temperature = None if kd_temperature is None else check_kd_temperature(kd_temperature)
     cfg = _settings(method=method, scope=scope, round_to=round_to, ffn_engine=ffn_engine, calibration_data=data,
                     calibration_batches=calibration_batches, batch_size=batch_size, seq_len=seq_len, seed=seed,
-                    lr=lr, eval_batches=eval_batches)
+                    lr=lr, eval_batches=eval_batches, recover=recover, kd_alpha=kd_alpha,
+                    kd_temperature=kd_temperature)
+    cfg["recovery"] = Recovery(cfg["recover"], cfg["kd_alpha"], cfg["kd_temperature"])
     settings = PruneSettings(method=cfg["method"], sparsity=sparsity, structured=parse_structured(structured),
                              scope=cfg["scope"], nm=parse_nm(nm), include_embeddings=include_embeddings,
                              round_to=cfg["round_to"], calibration_data=cfg["calibration_data"],
@@ -144,7 +176,7 @@ def prune() -> None:
 @_common
 def prune_model_command(checkpoint, sparsity, finetune_steps, out, latency_reps, method, structured, scope, nm, include_embeddings,
                         round_to, ffn_engine, data, eval_data, calibration_batches, batch_size, seq_len, lr,
-                        eval_batches, seed, device, no_progress, as_json):
+                        recover, kd_alpha, kd_temperature, eval_batches, seed, device, no_progress, as_json):
     """Prune CHECKPOINT and write the result to --out (an ordinary APT checkpoint)."""
     from apt_plugin_prune.options import check_sparsity
     from apt_plugin_prune.pruning import prune_checkpoint
@@ -152,10 +184,10 @@ def prune_model_command(checkpoint, sparsity, finetune_steps, out, latency_reps,
 
     settings, cfg = _prune_settings(method, structured, scope, nm, include_embeddings, round_to, ffn_engine, data,
                                     calibration_batches, batch_size, seq_len, seed, check_sparsity(sparsity),
-                                    lr, eval_batches)
+                                    lr, eval_batches, recover, kd_alpha, kd_temperature)
     report = prune_checkpoint(checkpoint, out, settings, finetune_steps=finetune_steps, data=cfg["calibration_data"],
                               eval_data=eval_data, lr=cfg["lr"], eval_batches=cfg["eval_batches"], device=device,
-                              progress=not no_progress, latency_reps=latency_reps)
+                              progress=not no_progress, latency_reps=latency_reps, recovery=cfg["recovery"])
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
@@ -171,6 +203,11 @@ def prune_model_command(checkpoint, sparsity, finetune_steps, out, latency_reps,
         lat = report["latency"]
         click.echo(f"CPU forward latency (batch {lat['batch'][0]}x{lat['batch'][1]}): {lat['dense_ms']:.1f} ms -> "
                    f"{lat['pruned_ms']:.1f} ms ({lat['speedup']:.2f}x)")
+    if "recovery" in report:
+        rec = report["recovery"]
+        how = (f"distillation from the unpruned model (alpha {rec['alpha']:g}, temperature {rec['temperature']:g})"
+               if rec["mode"] == "kd" else "next-token cross-entropy")
+        click.echo(f"recovery: {finetune_steps} steps of {how}")
     for stage in ("dense", "pruned", "finetuned"):
         if report.get(stage, {}).get("perplexity") is not None:
             click.echo(f"perplexity {stage + ':':<11}{report[stage]['perplexity']:.2f}")
@@ -199,8 +236,8 @@ def stats(checkpoint, as_json):
               help="New directory for sweep.json and sweep.png.")
 @_common
 def sweep(checkpoint, sparsities, finetune_steps, out, method, structured, scope, nm, include_embeddings, round_to,
-          ffn_engine, data, eval_data, calibration_batches, batch_size, seq_len, lr, eval_batches, seed, device,
-          no_progress, as_json):
+          ffn_engine, data, eval_data, calibration_batches, batch_size, seq_len, lr, recover, kd_alpha,
+          kd_temperature, eval_batches, seed, device, no_progress, as_json):
     """Perplexity at several sparsities: a table, sweep.json and a PNG plot."""
     from apt_core.errors import APTError
     from apt_plugin_prune.options import parse_sparsities
@@ -210,10 +247,12 @@ def sweep(checkpoint, sparsities, finetune_steps, out, method, structured, scope
         raise APTError("--nm fixes the sparsity, so it cannot be swept")
     values = parse_sparsities(sparsities)
     settings, cfg = _prune_settings(method, structured, scope, nm, include_embeddings, round_to, ffn_engine, data,
-                                    calibration_batches, batch_size, seq_len, seed, values[0], lr, eval_batches)
+                                    calibration_batches, batch_size, seq_len, seed, values[0], lr, eval_batches,
+                                    recover, kd_alpha, kd_temperature)
     result = run_sweep(checkpoint, out, values, settings, finetune_steps=finetune_steps,
                        data=settings.calibration_data, eval_data=eval_data, lr=cfg["lr"],
-                       eval_batches=cfg["eval_batches"] or 20, device=device, progress=not no_progress)
+                       eval_batches=cfg["eval_batches"] or 20, device=device, progress=not no_progress,
+                       recovery=cfg["recovery"])
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

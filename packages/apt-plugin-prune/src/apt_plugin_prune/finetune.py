@@ -2,7 +2,8 @@
 
 Why not a loop of our own: the trainer is where the lifecycle hooks fire, so checkpoints, metrics
 and automatic backup (apt-plugin-cloud) work for pruning fine-tunes and lottery rounds exactly as
-for plain training. Masks ride along as a trainer callback plus gradient hooks.
+for plain training. Masks ride along as a trainer callback plus gradient hooks; distillation from the
+unpruned model (``recovery``) rides along as the trainer's ``loss_fn``.
 """
 
 from __future__ import annotations
@@ -75,13 +76,14 @@ def perplexity(model: nn.Module, tokens: torch.Tensor, seq_len: int = 128, batch
 def finetune(model: nn.Module, data: TokenData, steps: int, *, tokenizer=None, out_dir: str | Path | None = None,
              masks=None, lr: float = 3e-4, batch_size: int = 8, seq_len: int = 128, warmup_steps: int | None = None,
              seed: int = 0, device: str = "auto", progress: bool = True, eval_batches: int = 20,
-             callbacks: tuple = (), hook: Any = None) -> dict[str, float]:
+             callbacks: tuple = (), hook: Any = None, loss_fn: Any = None) -> dict[str, float]:
     """Train *model* in place for *steps* optimizer steps through the core trainer.
 
     A fresh AdamW is built (right after structural pruning the old optimizer's shapes no longer fit,
     and a lottery round must start from a reset optimizer). With *masks*, pruned weights stay zero:
     their gradients are masked and the masks are re-applied after every optimizer step.
-    Checkpoints (when *out_dir* is given) contain plain weights with zeros.
+    Checkpoints (when *out_dir* is given) contain plain weights with zeros. *loss_fn* is the
+    trainer's (e.g. :class:`~apt_plugin_prune.recovery.DistillationLoss`); None is next-token CE.
     """
     from apt_core.training import Trainer, TrainingArguments
     from apt_plugin_prune.masks import MaskEnforcer
@@ -96,7 +98,7 @@ def finetune(model: nn.Module, data: TokenData, steps: int, *, tokenizer=None, o
     )
     # The mask enforcer runs first, so later callbacks (e.g. a lottery rewind capture) see masked weights.
     all_callbacks = ([MaskEnforcer(masks)] if masks is not None else []) + list(callbacks)
-    trainer = Trainer(model, args, data.train, eval_data=data.eval, tokenizer=tokenizer,
+    trainer = Trainer(model, args, data.train, eval_data=data.eval, tokenizer=tokenizer, loss_fn=loss_fn,
                       callbacks=all_callbacks, hook=hook)
     if masks is not None:
         masks.apply(trainer.model)

@@ -88,6 +88,8 @@ def rewind(model: nn.Module, state: dict[str, torch.Tensor], masks) -> None:
 def _train(model, tokens, steps, masks, settings, tokenizer, out_dir, progress, device, callbacks=()):
     from apt_plugin_prune.finetune import finetune, perplexity
 
+    # Plain next-token CE, never distillation: a ticket and its controls must differ only in the
+    # mask and the initialisation, and a teacher would hand every one of them the dense solution.
     metrics = finetune(model, tokens, steps, tokenizer=tokenizer, out_dir=out_dir, masks=masks, lr=settings.lr,
                        batch_size=settings.batch_size, seq_len=settings.seq_len, seed=settings.seed, device=device,
                        progress=progress, eval_batches=settings.eval_batches, callbacks=callbacks)

@@ -20,6 +20,9 @@ __all__ = [
     "parse_nm",
     "parse_sparsities",
     "RECOVERY_MODES",
+    "DEFAULT_RECOVERY",
+    "DEFAULT_KD_ALPHA",
+    "DEFAULT_KD_TEMPERATURE",
     "check_recovery",
     "check_kd_alpha",
     "check_kd_temperature",
@@ -34,6 +37,10 @@ SCOPES = ("layer", "global")
 #: How a pruned model is fine-tuned: ``kd`` distils from the model as it was before pruning
 #: (KL to its soft targets mixed with next-token CE); ``ce`` is plain next-token training.
 RECOVERY_MODES = ("kd", "ce")
+#: Defaults of the recovery objective, the setting measured best in bench/bench_prune.py (README).
+DEFAULT_RECOVERY = "kd"
+DEFAULT_KD_ALPHA = 0.5
+DEFAULT_KD_TEMPERATURE = 1.0
 
 
 def check_sparsity(value: float, name: str = "sparsity") -> float:

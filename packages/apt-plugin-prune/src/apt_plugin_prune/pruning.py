@@ -151,11 +151,18 @@ def check_out_dir(out: str | Path, source: str | Path | None = None) -> Path:
 def prune_checkpoint(checkpoint: str | Path, out: str | Path, settings: PruneSettings, *, finetune_steps: int = 0,
                      data: str = "default", eval_data: str | None = None, lr: float = 3e-4,
                      eval_batches: int = 20, device: str = "auto", progress: bool = True,
-                     latency_reps: int = 10) -> dict[str, Any]:
-    """Prune a checkpoint into the run directory *out* (``checkpoint-N/`` + ``latest`` + ``prune_report.json``)."""
+                     latency_reps: int = 10, recovery=None) -> dict[str, Any]:
+    """Prune a checkpoint into the run directory *out* (``checkpoint-N/`` + ``latest`` + ``prune_report.json``).
+
+    *recovery* (a :class:`~apt_plugin_prune.recovery.Recovery`, default ``kd``) says how the
+    ``finetune_steps`` recover: by distillation from the model as loaded, before pruning, or by plain CE.
+    """
     from apt_core.checkpoint import checkpoint_name, load_checkpoint, resolve_checkpoint, save_checkpoint
     from apt_plugin_prune.finetune import finetune, load_token_data, perplexity
+    from apt_plugin_prune.recovery import Recovery
     from apt_plugin_prune.stats import sparsity_report
+
+    recovery = Recovery() if recovery is None else recovery
 
     source = resolve_checkpoint(checkpoint)
     out = check_out_dir(out, source)
@@ -164,6 +171,8 @@ def prune_checkpoint(checkpoint: str | Path, out: str | Path, settings: PruneSet
     ckpt = load_checkpoint(source, require_tokenizer=False)
     model, tokenizer = ckpt.model, ckpt.tokenizer
     report: dict[str, Any] = {"source": str(source), "settings": asdict(settings), "finetune_steps": finetune_steps}
+    if finetune_steps:
+        report["recovery"] = recovery.to_dict()
     tokens = load_token_data(tokenizer, data, eval_data) if tokenizer is not None and (eval_batches or finetune_steps) else None
     if finetune_steps and tokens is None:
         raise APTError(f"fine-tuning needs tokenized data, and {source} has no tokenizer.json")
@@ -171,7 +180,10 @@ def prune_checkpoint(checkpoint: str | Path, out: str | Path, settings: PruneSet
         if tokens is not None and eval_batches else None
     report["dense"] = {"parameters": model.num_parameters(), "perplexity": ppl(model) if ppl else None,
                        "weights_file_bytes": (source / "model.safetensors").stat().st_size}
-    dense = copy.deepcopy(model) if latency_reps else None
+    # The unpruned model, kept for the latency comparison and as the distillation teacher (pruning
+    # changes *model* in place or replaces it, so the copy must be taken now).
+    teacher = copy.deepcopy(model) if finetune_steps and recovery.uses_teacher else None
+    dense = (teacher if teacher is not None else copy.deepcopy(model)) if latency_reps else None
     started = time.perf_counter()
     model, masks, details = prune_model(model, settings, tokenizer)
     report["prune_seconds"] = time.perf_counter() - started
@@ -187,7 +199,9 @@ def prune_checkpoint(checkpoint: str | Path, out: str | Path, settings: PruneSet
     if finetune_steps:
         metrics = finetune(model, tokens, finetune_steps, tokenizer=tokenizer, out_dir=out, masks=masks, lr=lr,
                            batch_size=settings.batch_size, seq_len=settings.seq_len, seed=settings.seed,
-                           device=device, progress=progress, eval_batches=eval_batches or 20)
+                           device=device, progress=progress, eval_batches=eval_batches or 20,
+                           loss_fn=recovery.loss_fn(teacher))
+        del teacher
         model = model.cpu()
         report["finetuned"] = {"metrics": metrics, "perplexity": ppl(model) if ppl else None}
         final = resolve_checkpoint(out)

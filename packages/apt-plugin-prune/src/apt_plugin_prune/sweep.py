@@ -18,12 +18,18 @@ log = logging.getLogger(__name__)
 
 def run_sweep(checkpoint: str | Path, out: str | Path, sparsities: list[float], settings, *, finetune_steps: int = 0,
               data: str = "default", eval_data: str | None = None, lr: float = 3e-4, eval_batches: int = 20,
-              device: str = "auto", progress: bool = True) -> dict[str, Any]:
-    """Prune a copy of the checkpoint at each sparsity; write ``sweep.json`` and ``sweep.png`` into *out*."""
+              device: str = "auto", progress: bool = True, recovery=None) -> dict[str, Any]:
+    """Prune a copy of the checkpoint at each sparsity; write ``sweep.json`` and ``sweep.png`` into *out*.
+
+    Fine-tuning recovers as *recovery* says (default ``kd``: distillation from the unpruned checkpoint).
+    """
     from apt_core.checkpoint import load_checkpoint, resolve_checkpoint
     from apt_plugin_prune.finetune import finetune, load_token_data, perplexity
     from apt_plugin_prune.pruning import check_out_dir, prune_model
+    from apt_plugin_prune.recovery import Recovery
     from apt_plugin_prune.stats import sparsity_report
+
+    recovery = Recovery() if recovery is None else recovery
 
     source = resolve_checkpoint(checkpoint)
     out = check_out_dir(out, source)
@@ -35,6 +41,8 @@ def run_sweep(checkpoint: str | Path, out: str | Path, sparsities: list[float], 
 
     rows = [{"sparsity": 0.0, "parameters": ckpt.model.num_parameters(), "effective_sparsity": 0.0,
              "perplexity": ppl(ckpt.model), "finetuned_perplexity": None}]
+    # Every sparsity prunes a fresh copy, so the loaded model stays unpruned: it is the teacher.
+    teacher = copy.deepcopy(ckpt.model) if finetune_steps and recovery.uses_teacher else None
     for sparsity in sparsities:
         model = copy.deepcopy(ckpt.model)
         model, masks, _ = prune_model(model, replace(settings, sparsity=sparsity), ckpt.tokenizer)
@@ -44,12 +52,14 @@ def run_sweep(checkpoint: str | Path, out: str | Path, sparsities: list[float], 
         if finetune_steps:
             finetune(model, tokens, finetune_steps, tokenizer=ckpt.tokenizer, masks=masks, lr=lr,
                      batch_size=settings.batch_size, seq_len=settings.seq_len, seed=settings.seed, device=device,
-                     progress=progress, eval_batches=eval_batches)
+                     progress=progress, eval_batches=eval_batches, loss_fn=recovery.loss_fn(teacher))
             row["finetuned_perplexity"] = ppl(model.cpu())
         rows.append(row)
     out.mkdir(parents=True, exist_ok=True)
     result = {"source": str(source), "method": settings.method, "structured": list(settings.structured),
               "scope": settings.scope, "finetune_steps": finetune_steps, "rows": rows}
+    if finetune_steps:
+        result["recovery"] = recovery.to_dict()
     result["plot"] = plot_sweep(result, out / "sweep.png")
     (out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
