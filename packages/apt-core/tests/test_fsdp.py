@@ -24,23 +24,11 @@ WORKER = textwrap.dedent(
     import json, sys
     import torch
     import torch.distributed as dist
+    from apt_core.testing import HookRecorder
     from apt_core.data import default_corpus_text
     from apt_core.model import APTConfig, APTModel
     from apt_core.tokenizer import APTTokenizer
     from apt_core.training import Trainer, TrainingArguments
-
-    class Recorder:
-        def __init__(self):
-            self.steps = []
-        def __getattr__(self, name):
-            if not name.startswith("apt_"):
-                raise AttributeError(name)
-            def call(**kw):
-                if name == "apt_train_step_end":
-                    self.steps.append(kw["metrics"])
-                if name == "apt_train_end":
-                    self.final = kw["metrics"]
-            return call
 
     out, options = sys.argv[1], json.loads(sys.argv[2])
     tok = APTTokenizer.byte_level()
@@ -48,13 +36,13 @@ WORKER = textwrap.dedent(
     evals = torch.tensor(tok.encode(default_corpus_text("eval")[:3000]))
     torch.manual_seed(0)
     model = APTModel(APTConfig.preset("tiny"))
-    rec = Recorder()
+    rec = HookRecorder()
     args = TrainingArguments(max_steps=5, seq_len=32, lr=3e-3, warmup_steps=1, log_every=1, progress=False,
                              eval_every=2, save_every=3, **options)
     trainer = Trainer(model, args, data, evals, tokenizer=tok, hook=rec)
     trainer.train()
     if trainer.is_main_process:
-        json.dump({"losses": [m["loss"] for m in rec.steps], "grad_norms": [m["grad_norm"] for m in rec.steps],
+        json.dump({"losses": rec.losses, "grad_norms": [m["grad_norm"] for m in rec.step_metrics],
                    "eval_loss": rec.final["eval_loss"], "world": trainer.dist.world_size,
                    "sharded": trainer.sharded}, open(out, "w"))
     if dist.is_initialized():

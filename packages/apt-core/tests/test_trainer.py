@@ -12,27 +12,13 @@ from apt_core.checkpoint import list_checkpoints, resolve_checkpoint
 from apt_core.data import default_corpus_text
 from apt_core.errors import APTError
 from apt_core.model import APTConfig, APTModel
+from apt_core.testing import HookRecorder
 from apt_core.tokenizer import APTTokenizer
 from apt_core.training import Trainer, TrainingArguments, lr_at_step
 
 TOKENIZER = APTTokenizer.byte_level()
 TRAIN = torch.tensor(TOKENIZER.encode(default_corpus_text("train")[:40_000]))
 EVAL = torch.tensor(TOKENIZER.encode(default_corpus_text("eval")[:2_000]))
-
-
-class Recorder:
-    """A stand-in plugin manager ``hook`` attribute that records every call."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __getattr__(self, name):
-        if not name.startswith("apt_"):
-            raise AttributeError(name)
-        return lambda **kwargs: self.calls.append((name, kwargs))
-
-    def names(self):
-        return [name for name, _ in self.calls]
 
 
 def make_model(dropout=0.0, seed=0):
@@ -44,10 +30,6 @@ def args(tmp_path=None, **changes):
     base = dict(max_steps=12, batch_size=4, seq_len=32, lr=3e-3, warmup_steps=2, log_every=1, progress=False,
                 out_dir=str(tmp_path) if tmp_path else None)
     return TrainingArguments(**{**base, **changes})
-
-
-def losses_of(recorder):
-    return [kw["metrics"]["loss"] for name, kw in recorder.calls if name == "apt_train_step_end"]
 
 
 def test_lifecycle_hooks_through_a_real_plugin_manager(apt_pm, tmp_path):
@@ -90,10 +72,10 @@ def test_lifecycle_hooks_through_a_real_plugin_manager(apt_pm, tmp_path):
 
 def test_resume_reproduces_uninterrupted_run_exactly(tmp_path):
     """Stopped at step 5 and resumed, the run has the same losses at steps 6..12 (dropout on, so RNG matters)."""
-    full_rec = Recorder()
+    full_rec = HookRecorder()
     Trainer(make_model(dropout=0.1), args(tmp_path / "full"), TRAIN, tokenizer=TOKENIZER, hook=full_rec).train()
 
-    first = Recorder()
+    first = HookRecorder()
     # Run the first 5 steps of the same 12-step schedule, then "crash".
     trainer = Trainer(make_model(dropout=0.1), args(tmp_path / "split", save_every=5), TRAIN,
                       tokenizer=TOKENIZER, hook=first)
@@ -102,13 +84,13 @@ def test_resume_reproduces_uninterrupted_run_exactly(tmp_path):
         trainer.train()
     assert resolve_checkpoint(tmp_path / "split").name == "checkpoint-0000005"
 
-    resumed_rec = Recorder()
+    resumed_rec = HookRecorder()
     resumed = Trainer(make_model(dropout=0.1, seed=123), args(tmp_path / "split", resume_from=str(tmp_path / "split")),
                       TRAIN, tokenizer=TOKENIZER, hook=resumed_rec)
     resumed.train()
-    full = losses_of(full_rec)
-    assert losses_of(resumed_rec) == full[5:]
-    assert losses_of(first)[:5] == full[:5]
+    full = full_rec.losses
+    assert resumed_rec.losses == full[5:]
+    assert first.losses[:5] == full[:5]
     state = json.loads((resolve_checkpoint(tmp_path / "split") / "trainer_state.json").read_text())
     assert state["step"] == 12 and state["tokens_seen"] == 12 * 4 * 32
 
@@ -134,11 +116,11 @@ class _StopAfter:
 
 
 def test_grad_accumulation_matches_a_larger_batch():
-    big, accum = Recorder(), Recorder()
+    big, accum = HookRecorder(), HookRecorder()
     m1, m2 = make_model(), make_model()
     Trainer(m1, args(max_steps=4, batch_size=4), TRAIN, hook=big).train()
     Trainer(m2, args(max_steps=4, batch_size=2, grad_accum_steps=2), TRAIN, hook=accum).train()
-    assert losses_of(big) == pytest.approx(losses_of(accum), rel=1e-5)
+    assert big.losses == pytest.approx(accum.losses, rel=1e-5)
     for p1, p2 in zip(m1.parameters(), m2.parameters()):
         assert torch.allclose(p1, p2, atol=1e-5)
 
@@ -158,7 +140,7 @@ def test_custom_loss_fn_and_callbacks():
                 trainer.model.layers[0].ffn.w1.weight[0].zero_()
             calls["callback"].append(trainer.state.step)
 
-    rec = Recorder()
+    rec = HookRecorder()
     model = make_model()
     Trainer(model, args(max_steps=4, grad_accum_steps=2, log_every=2), TRAIN, loss_fn=loss_fn,
             callbacks=[MaskCallback(), object()], hook=rec).train()
@@ -170,7 +152,7 @@ def test_custom_loss_fn_and_callbacks():
 
 def test_retention_and_final_checkpoint(tmp_path):
     Trainer(make_model(), args(tmp_path, max_steps=10, save_every=2, keep_last=2), TRAIN,
-            tokenizer=TOKENIZER, hook=Recorder()).train()
+            tokenizer=TOKENIZER, hook=HookRecorder()).train()
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-0000008", "checkpoint-0000010"]
     assert (tmp_path / "latest").read_text().strip() == "checkpoint-0000010"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -186,7 +168,7 @@ def test_schedule_and_argument_validation():
     with pytest.raises(APTError, match="unknown training option"):
         TrainingArguments.from_dict({"epochs": 3})
     with pytest.raises(APTError, match="fewer than one global batch"):
-        Trainer(make_model(), args(batch_size=64), TRAIN[:100], hook=Recorder()).train()
+        Trainer(make_model(), args(batch_size=64), TRAIN[:100], hook=HookRecorder()).train()
 
 
 def test_cuda_device_without_a_gpu_is_one_clear_error():
@@ -216,7 +198,7 @@ def test_bf16_trained_model_scores_the_same_in_fp32(changes):
     model = APTModel(config)
     args = TrainingArguments(max_steps=150, batch_size=16, seq_len=128, lr=2e-3, warmup_steps=15, device="cuda",
                              mixed_precision="bf16", progress=False, log_every=50)
-    Trainer(model, args, TRAIN, hook=Recorder()).train()
+    Trainer(model, args, TRAIN, hook=HookRecorder()).train()
     model.eval()
     blocks = EVAL[: (len(EVAL) // 128) * 128].view(-1, 128).cuda()
     with torch.no_grad():

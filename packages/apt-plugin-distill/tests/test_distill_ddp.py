@@ -13,6 +13,7 @@ WORKER = textwrap.dedent(
     import json, sys
     import torch
     import torch.distributed as dist
+    from apt_core.testing import HookRecorder
     from apt_core.checkpoint import load_checkpoint
     from apt_core.data import tokenize_documents
     from apt_core.model import APTConfig, APTModel
@@ -20,23 +21,12 @@ WORKER = textwrap.dedent(
     from apt_plugin_distill.objective import DistillSettings
     from apt_plugin_distill.runner import run_distillation
 
-    class Recorder:
-        def __init__(self):
-            self.losses = []
-        def __getattr__(self, name):
-            if not name.startswith("apt_"):
-                raise AttributeError(name)
-            def call(**kw):
-                if name == "apt_train_step_end":
-                    self.losses.append(kw["metrics"]["loss"])
-            return call
-
     out, batch_size, teacher_dir, text_file = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     ckpt = load_checkpoint(teacher_dir)
     data = tokenize_documents([open(text_file).read()[:20000]], ckpt.tokenizer)
     torch.manual_seed(0)
     student = APTModel(APTConfig(vocab_size=260, d_model=16, n_layers=1, n_heads=2, d_ff=32, max_seq_len=64))
-    rec = Recorder()
+    rec = HookRecorder()
     args = TrainingArguments(max_steps=4, batch_size=batch_size, seq_len=32, lr=3e-3, warmup_steps=1,
                              log_every=1, progress=False)
     result = run_distillation(ckpt.model, student, DistillSettings(method="feature"), args, data, hook=rec)

@@ -11,7 +11,8 @@ Installed with apt-core as a pytest plugin (entry point ``pytest11``), so any te
 ``tiny_checkpoint``
     Path of a tiny trained-for-zero-steps APT checkpoint (byte-level tokenizer), made once per session.
 
-and the helper :func:`run_workers`, which runs a script as one process or as N ``torchrun`` processes.
+and the helpers :func:`run_workers`, which runs a script as one process or as N ``torchrun`` processes,
+and :class:`HookRecorder`, a stand-in hook relay that records what the Trainer calls.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pytest
 
 from .plugins import make_plugin_manager, set_plugin_manager
 
-__all__ = ["CLIResult", "run_cli", "run_workers", "apt_pm", "apt_cli", "tiny_checkpoint", "make_tiny_checkpoint"]
+__all__ = ["CLIResult", "HookRecorder", "run_cli", "run_workers", "apt_pm", "apt_cli", "tiny_checkpoint", "make_tiny_checkpoint"]
 
 
 @dataclass
@@ -56,6 +57,41 @@ def run_cli(*args: str) -> CLIResult:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return CLIResult(code, out.getvalue(), err.getvalue())
+
+
+class HookRecorder:
+    """Stand-in for a plugin manager's ``hook`` (``Trainer(..., hook=HookRecorder())``) recording every call.
+
+    ``calls`` lists ``(hook name, keyword arguments)`` in order; the properties pick out what tests of
+    training usually compare.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+
+    def __getattr__(self, name: str):
+        if not name.startswith("apt_"):
+            raise AttributeError(name)
+        return lambda **kwargs: self.calls.append((name, kwargs))
+
+    def names(self) -> list[str]:
+        """The hook names called, in order."""
+        return [name for name, _ in self.calls]
+
+    @property
+    def step_metrics(self) -> list[dict]:
+        """The metrics of every ``apt_train_step_end`` call."""
+        return [kwargs["metrics"] for name, kwargs in self.calls if name == "apt_train_step_end"]
+
+    @property
+    def losses(self) -> list[float]:
+        """The training loss of every step that logged one."""
+        return [metrics["loss"] for metrics in self.step_metrics if "loss" in metrics]
+
+    @property
+    def final(self) -> dict:
+        """The metrics of the last ``apt_train_end`` call."""
+        return next(kwargs["metrics"] for name, kwargs in reversed(self.calls) if name == "apt_train_end")
 
 
 def run_workers(script: str | Path, *args: str, nproc: int = 1, cwd: str | Path | None = None,
