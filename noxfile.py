@@ -99,6 +99,7 @@ def demo(session: nox.Session) -> None:
     apt("distill", "--teacher", model, "--student-from-teacher", "0,2",  # distill: half-depth student
         "--steps", "200", "--out", str(out / "distilled"))
     apt("prune", model, "--structured", "heads,ffn", "--sparsity", "0.5",  # prune: physically smaller
+        "--method", "taylor", "--scope", "global",                         #   (the benchmark's best recipe)
         "--finetune-steps", "200", "--out", str(out / "pruned"))
     apt("prune", "stats", str(out / "pruned"))
     apt("eval", str(out / "pruned"))
