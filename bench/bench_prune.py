@@ -130,26 +130,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def latency(models: dict[str, torch.nn.Module], batch: torch.Tensor, reps: int, device: str) -> dict[str, dict]:
-    """Median and minimum forward latency (seconds) per model, measured interleaved after a warm-up.
+def latency(models: dict[str, torch.nn.Module], batch_size: int, seq_len: int, reps: int,
+            device: str) -> dict[str, dict]:
+    """Median and minimum forward latency (seconds) per model, measured interleaved after a warm-up
+    (bf16 autocast on a GPU).
 
     The minimum is the least-disturbed run: on a shared machine other jobs only ever add time."""
+    from apt_plugin_prune.pruning import measure_latency
+
     cuda = device.startswith("cuda")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
-    times: dict[str, list[float]] = {name: [] for name in models}
-    with torch.no_grad(), autocast:
-        for model in models.values():
-            for _ in range(3):
-                model(batch)
-        for _ in range(reps):
-            for name, model in models.items():
-                if cuda:
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-                model(batch)
-                if cuda:
-                    torch.cuda.synchronize()
-                times[name].append(time.perf_counter() - start)
+    with autocast:
+        times = measure_latency(models, batch_size, seq_len, reps, warmup=3)
     return {name: {"median": statistics.median(values), "min": min(values)} for name, values in times.items()}
 
 
@@ -244,8 +236,8 @@ def main(argv=None) -> None:
     models = {"dense": latency_dense.cpu().eval()}
     for name in LATENCY_ARMS:
         models[name] = pruned(copy.deepcopy(latency_dense), ARMS[name])[0].eval()
-    batch = torch.randint(0, config.vocab_size, (args.latency_batch, args.latency_seq), device=device)
-    seconds = latency({k: m.to(device) for k, m in models.items()}, batch, args.reps, device)
+    seconds = latency({k: m.to(device) for k, m in models.items()}, args.latency_batch, args.latency_seq, args.reps,
+                      device)
     for name, value in seconds.items():
         row = result["arms"].setdefault(name, {})
         row["latency_ms"] = value[args.latency_stat] * 1e3

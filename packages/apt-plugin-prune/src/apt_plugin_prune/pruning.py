@@ -116,15 +116,19 @@ def prune_model(model: nn.Module, settings: PruneSettings, tokenizer=None) -> tu
 
 
 @torch.no_grad()
-def measure_latency(models: dict[str, nn.Module], batch_size: int, seq_len: int, reps: int = 10) -> dict[str, float]:
-    """Median forward-pass seconds of each model on the same random batch, measured interleaved
-    (so load on the machine hits every model alike)."""
+def measure_latency(models: dict[str, nn.Module], batch_size: int, seq_len: int, reps: int = 10,
+                    warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds of each of *reps* forward passes per model on the same random batch, measured
+    interleaved after *warmup* passes (so load on the machine hits every model alike).
+
+    Runs in the caller's autocast context, if any; CUDA models are synchronised around each pass."""
     times: dict[str, list[float]] = {name: [] for name in models}
     first = next(iter(models.values()))
     ids = torch.randint(0, first.config.vocab_size, (batch_size, min(seq_len, first.config.max_seq_len)),
                         generator=torch.Generator().manual_seed(0))
     for model in models.values():
-        model.eval()(ids.to(model.device))  # warm-up
+        for _ in range(warmup):
+            model.eval()(ids.to(model.device))
     for _ in range(reps):
         for name, model in models.items():
             batch = ids.to(model.device)
@@ -135,7 +139,7 @@ def measure_latency(models: dict[str, nn.Module], batch_size: int, seq_len: int,
             if model.device.type == "cuda":
                 torch.cuda.synchronize(model.device)
             times[name].append(time.perf_counter() - start)
-    return {name: sorted(values)[len(values) // 2] for name, values in times.items()}
+    return times
 
 
 def check_out_dir(out: str | Path, source: str | Path | None = None) -> Path:
@@ -190,7 +194,8 @@ def prune_checkpoint(checkpoint: str | Path, out: str | Path, settings: PruneSet
     report["details"] = details
     report["pruned"] = {"parameters": model.num_parameters(), "perplexity": ppl(model) if ppl else None}
     if dense is not None:  # CPU forward latency: what the user's smaller model buys
-        seconds = measure_latency({"dense": dense, "pruned": model}, settings.batch_size, settings.seq_len, latency_reps)
+        samples = measure_latency({"dense": dense, "pruned": model}, settings.batch_size, settings.seq_len, latency_reps)
+        seconds = {name: sorted(values)[len(values) // 2] for name, values in samples.items()}  # median
         report["latency"] = {"device": "cpu", "threads": torch.get_num_threads(),
                              "batch": [settings.batch_size, min(settings.seq_len, model.config.max_seq_len)],
                              "dense_ms": seconds["dense"] * 1e3, "pruned_ms": seconds["pruned"] * 1e3,
