@@ -381,6 +381,14 @@ class APTModel(nn.Module):
 
     def load_weights(self, state: dict[str, torch.Tensor], source: str | Path = "state dict") -> None:
         """Load a state dict, turning missing/unexpected/mis-shaped tensors into one APTError line."""
+        self.check_weights(state, source)
+        self.load_state_dict(state, strict=True)
+
+    def check_weights(self, state: dict[str, torch.Tensor], source: str | Path = "state dict") -> None:
+        """Raise one APTError line if *state* has missing, unexpected or mis-shaped tensors for this model.
+
+        Shapes are compared with ``self.state_dict()``, whose shapes are the full ones also when the
+        parameters are FSDP shards (DTensors report their global shape)."""
         own = self.state_dict()
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
@@ -395,4 +403,3 @@ class APTModel(nn.Module):
             if tuple(tensor.shape) != tuple(own[name].shape):
                 raise APTError(f"weights in {source} do not match config.json: {name} has shape "
                                f"{tuple(tensor.shape)}, config expects {tuple(own[name].shape)}")
-        self.load_state_dict(state, strict=True)

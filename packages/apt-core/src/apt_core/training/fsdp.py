@@ -107,18 +107,15 @@ def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> 
 
 def load_full_state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer, model_state: dict[str, torch.Tensor],
                           optimizer_state: dict[str, Any], source: str = "checkpoint") -> None:
-    """Shard full state dicts (as a checkpoint holds them, read by every process) into *model* and *optimizer*."""
+    """Shard full state dicts (as a checkpoint holds them, read by every process) into *model* (a sharded
+    APTModel, which checks the weights' names and shapes) and *optimizer*."""
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         set_model_state_dict,
         set_optimizer_state_dict,
     )
 
-    own = {name: tuple(t.shape) for name, t in model.state_dict().items()}  # DTensor shapes are global
-    theirs = {name: tuple(t.shape) for name, t in model_state.items()}
-    if own != theirs:
-        wrong = sorted(set(own) ^ set(theirs)) or sorted(n for n in own if own[n] != theirs[n])
-        raise APTError(f"weights in {source} do not match the model: {', '.join(wrong[:3])}")
+    model.check_weights(model_state, source)
     names = _param_names(model, optimizer)
     groups = optimizer_state["param_groups"]
     if [len(g["params"]) for g in groups] != [len(g["params"]) for g in optimizer.param_groups]:
