@@ -41,7 +41,8 @@ def run_sweep(checkpoint: str | Path, out: str | Path, sparsities: list[float], 
 
     rows = [{"sparsity": 0.0, "parameters": ckpt.model.num_parameters(), "effective_sparsity": 0.0,
              "perplexity": ppl(ckpt.model), "finetuned_perplexity": None}]
-    # Every sparsity prunes a fresh copy, so the loaded model stays unpruned: it is the teacher.
+    # Every sparsity prunes a fresh copy of the loaded (unpruned) model; the teacher is one more copy
+    # because distillation moves it to the training device, where the next copy must not come from.
     teacher = copy.deepcopy(ckpt.model) if finetune_steps and recovery.uses_teacher else None
     for sparsity in sparsities:
         model = copy.deepcopy(ckpt.model)
