@@ -137,13 +137,12 @@ def distill_command(teacher, student, student_config, student_from_teacher, toke
     from apt_core.errors import APTError
     from apt_core.models import load_model
     from apt_core.training import TrainingArguments
+    from apt_core.training.distributed import resolve_device
 
     from .evaluation import perplexity
     from .objective import DistillSettings
     from .runner import check_vocab, run_distillation
 
-    if device == "cuda":  # the core's device setup wants an index; under torchrun it is LOCAL_RANK
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     out_dir = Path(out)
     if (out_dir / "latest").exists() and not resume:
         raise APTError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
@@ -170,10 +169,7 @@ def distill_command(teacher, student, student_config, student_from_teacher, toke
                              save_every=save_every, keep_last=keep_last, seed=seed, device=device,
                              mixed_precision=mixed_precision, compile=compile_, progress=not no_progress,
                              resume_from=str(out_dir) if resume else None)
-    if device == "auto":
-        eval_device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
-    else:
-        eval_device = device
+    eval_device = resolve_device(device)  # the device the trainer will use: this process's own GPU under torchrun
     limit = eval_blocks or None
     teacher_eval = perplexity(teacher_model.to(eval_device), eval_tokens, seq_len, batch_size, limit)
     student_before = perplexity(student_model.to(eval_device), eval_tokens, seq_len, batch_size, limit)

@@ -10,7 +10,7 @@ import torch.distributed as dist
 
 from apt_core.errors import APTError
 
-__all__ = ["DistributedContext", "setup_distributed"]
+__all__ = ["DistributedContext", "resolve_device", "setup_distributed"]
 
 
 @dataclass
@@ -40,20 +40,28 @@ class DistributedContext:
             dist.barrier()
 
 
-def setup_distributed(device: str = "auto") -> DistributedContext:
-    """Join the process group ``torchrun`` describes (NCCL on CUDA, gloo on CPU), or run alone."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+def resolve_device(device: str = "auto") -> torch.device:
+    """This process's device for a ``--device`` value: ``auto`` is ``cuda:LOCAL_RANK`` when a GPU is
+    available, else the CPU; a plain ``cuda`` is ``cuda:LOCAL_RANK`` (each torchrun process its own GPU)."""
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "auto":
         target = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     else:
         target = torch.device(device)
-    if target.type == "cuda" and target.index is None:  # plain "cuda": this process's own GPU
+    if target.type == "cuda" and target.index is None:
         target = torch.device("cuda", local_rank)
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise APTError(f"--device {device}: no CUDA device is available here")
+    return target
+
+
+def setup_distributed(device: str = "auto") -> DistributedContext:
+    """Join the process group ``torchrun`` describes (NCCL on CUDA, gloo on CPU), or run alone."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    target = resolve_device(device)
     if target.type == "cuda":
-        if not torch.cuda.is_available():
-            raise APTError(f"--device {device}: no CUDA device is available here")
         torch.cuda.set_device(target)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if target.type == "cuda" else "gloo")
