@@ -2,6 +2,7 @@
 
     python bench/bench_ddp.py --gpus 2
     python bench/bench_ddp.py --gpus 2 --distributed fsdp
+    python bench/bench_ddp.py --gpus 2 --distributed fsdp --no-compile
 
 Runs the real CLI under torchrun (DDP over NCCL) for a ~100 M-parameter APT (d 768, 12 layers,
 seq 1024, 16 sequences per GPU per micro-batch; one GPU accumulates N micro-batches so both runs
@@ -32,7 +33,8 @@ SMOKE_MODEL = {"vocab_size": 260, "d_model": 32, "n_layers": 2, "n_heads": 2, "d
 SMOKE_TRAINING = {**TRAINING, "batch_size": 4, "seq_len": 32, "eval_every": 10, "log_every": 5, "eval_batches": 4}
 
 
-def run(gpus: int, world: int, steps: int, work: Path, smoke: bool, distributed: str = "ddp") -> dict:
+def run(gpus: int, world: int, steps: int, work: Path, smoke: bool, distributed: str = "ddp",
+        compile: bool = True) -> dict:
     """Train with *gpus* processes; the global batch is always batch_size * *world* sequences."""
     config = work / "config.json"
     model, training = (SMOKE_MODEL, SMOKE_TRAINING) if smoke else (MODEL, TRAINING)
@@ -42,7 +44,7 @@ def run(gpus: int, world: int, steps: int, work: Path, smoke: bool, distributed:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
                "-m", "apt_core", "train", "--config", str(config), "--out", str(out), "--json",
                "--distributed", distributed]
-    command += [] if smoke else ["--compile"]
+    command += ["--compile"] if compile and not smoke else []
     env = {**os.environ, "APT_LOAD_PLUGINS": ""}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -61,15 +63,17 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny model on CPU processes (gloo)")
     parser.add_argument("--distributed", choices=["ddp", "fsdp"], default="ddp",
                         help="how the N-GPU run spreads the model (1 GPU always trains plainly)")
+    parser.add_argument("--no-compile", action="store_true", help="train without torch.compile (both runs)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        single = run(1, args.gpus, args.steps, Path(tmp), args.smoke, args.distributed)
-        multi = run(args.gpus, args.gpus, args.steps, Path(tmp), args.smoke, args.distributed)
+        single = run(1, args.gpus, args.steps, Path(tmp), args.smoke, args.distributed, not args.no_compile)
+        multi = run(args.gpus, args.gpus, args.steps, Path(tmp), args.smoke, args.distributed, not args.no_compile)
     scaling = multi["tokens_per_s"] / single["tokens_per_s"]
     eval_gap = max(abs(m["eval_loss"] - s["eval_loss"]) / s["eval_loss"]
                    for s, m in zip(single["eval_history"], multi["eval_history"]))
-    name = args.distributed + ("_smoke" if args.smoke else "")
-    path = save(name, {"model": MODEL, "steps": args.steps, "distributed": args.distributed, "single": single,
+    name = args.distributed + ("_eager" if args.no_compile else "") + ("_smoke" if args.smoke else "")
+    path = save(name, {"model": MODEL, "steps": args.steps, "distributed": args.distributed,
+                       "compiled": not args.no_compile and not args.smoke, "single": single,
                        "multi": multi, "scaling": scaling, "eval_loss_relative_difference": eval_gap})
     rows = [{"GPUs": r["gpus"], "global batch": r["global_batch"], "tokens/s": f"{r['tokens_per_s']:,.0f}",
              "train loss": f"{r['train_loss']:.4f}", "eval loss": f"{r['eval_loss']:.4f}"} for r in (single, multi)]

@@ -22,7 +22,7 @@ Setup (every number is a flag):
    for the same steps") at ``--finetune-lr``; pruned arms may recover at their own ``--recovery-lr``
    (a model just damaged by pruning tolerates, and needs, larger steps than a converging one).
 3. Held-out perplexity (embedded corpus eval split) of every arm relative to the dense control.
-4. Inference latency on the latency model: forward pass of a fixed batch, ``--reps`` runs, dense
+4. Inference latency on the latency model (compiled on a GPU): forward pass of a fixed batch, ``--reps`` runs, dense
    and pruned models measured interleaved (so machine load drifts hit both); speedup = dense / pruned
    from the minimum (``--latency-stat``; the median is recorded too). Unstructured masks are
    measured too: zeros in dense tensors give no speedup.
@@ -99,7 +99,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-batches", type=int, default=None, help="default 10 on CPU, all on GPU")
     p.add_argument("--arms", default=None, help="comma-separated arm names (default: all on GPU, a subset on CPU)")
     p.add_argument("--latency-batch", type=int, default=None, help="default 4 on CPU, 32 on GPU")
-    p.add_argument("--latency-seq", type=int, default=128)
+    p.add_argument("--latency-seq", type=int, default=None,
+                   help="default 128 on CPU, 1024 on GPU (enough tokens that matmuls, not launches, dominate)")
+    p.add_argument("--latency-compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="time torch.compile'd models (default on GPU, where eager time is mostly the many small "
+                        "element-wise kernels that pruning does not remove)")
     p.add_argument("--reps", type=int, default=None, help="latency repetitions per model (default 15 CPU, 50 GPU)")
     p.add_argument("--latency-stat", choices=["median", "min"], default="min",
                    help="statistic the speedup is computed from (both are recorded)")
@@ -113,10 +117,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     gpu = args.device.startswith("cuda")
     defaults = {"batch_size": (8, 32), "pretrain_steps": (600, 1500), "finetune_steps": (150, 300),
-                "eval_batches": (10, 0), "latency_batch": (4, 32), "reps": (20, 50), "quality_scale": (0.25, 1.0)}
+                "eval_batches": (10, 0), "latency_batch": (4, 32), "latency_seq": (128, 1024), "reps": (20, 50), "quality_scale": (0.25, 1.0)}
     for key, (cpu_value, gpu_value) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, gpu_value if gpu else cpu_value)
+    if args.latency_compile is None:
+        args.latency_compile = gpu
     if args.arms is None:
         args.arms = ",".join(ARMS) if gpu else ",".join(
             ["dense", "unstructured magnitude 50%", "unstructured magnitude 70%", "structured ffn 50%",
@@ -131,15 +137,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def latency(models: dict[str, torch.nn.Module], batch_size: int, seq_len: int, reps: int,
-            device: str) -> dict[str, dict]:
+            device: str, compile: bool = False) -> dict[str, dict]:
     """Median and minimum forward latency (seconds) per model, measured interleaved after a warm-up
-    (bf16 autocast on a GPU).
+    (bf16 autocast on a GPU; ``compile``: each model under torch.compile, as one would serve it).
 
     The minimum is the least-disturbed run: on a shared machine other jobs only ever add time."""
     from apt_plugin_prune.pruning import measure_latency
 
     cuda = device.startswith("cuda")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+    if compile:
+        torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)  # one graph per model
+        models = {name: torch.compile(model) for name, model in models.items()}
     with autocast:
         times = measure_latency(models, batch_size, seq_len, reps, warmup=3)
     return {name: {"median": statistics.median(values), "min": min(values)} for name, values in times.items()}
@@ -237,7 +246,7 @@ def main(argv=None) -> None:
     for name in LATENCY_ARMS:
         models[name] = pruned(copy.deepcopy(latency_dense), ARMS[name])[0].eval()
     seconds = latency({k: m.to(device) for k, m in models.items()}, args.latency_batch, args.latency_seq, args.reps,
-                      device)
+                      device, compile=args.latency_compile)
     for name, value in seconds.items():
         row = result["arms"].setdefault(name, {})
         row["latency_ms"] = value[args.latency_stat] * 1e3

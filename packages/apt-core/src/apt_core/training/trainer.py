@@ -160,7 +160,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            model = DistributedDataParallel(model, device_ids=ids)
+            # No buffer broadcast before each forward: APT's buffers are constant position tables.
+            model = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
             if self.args.compile:
                 # One graph for the whole DDP step. By default dynamo splits the graph at every
                 # gradient bucket so all-reduce overlaps the backward; on 2 H200s those split graphs
@@ -274,8 +275,7 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         tokens = 0
         for i, indices in enumerate(micro):
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in
-                     collate([self.train_data[j] for j in indices]).items()}
+            batch = self._to_device(collate([self.train_data[j] for j in indices]))
             tokens += batch["input_ids"].numel()
             # DDP: only the last micro-batch all-reduces gradients. FSDP reduce-scatters every micro-batch
             # into the sharded gradients: deferring it would keep full, unsharded gradients for the whole
@@ -293,6 +293,16 @@ class Trainer:
                 extra[name] = extra.get(name, 0) + value.to(self.device) / accum
         extra["_steps"] = extra.get("_steps", 0) + 1
         return total, tokens
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Move a CPU batch to the device without stalling the host.
+
+        A copy from ordinary (pageable) memory makes the host wait until the GPU has finished all
+        queued work, so Python could never run ahead to queue the next step. From pinned memory the copy
+        is queued like a kernel (the pinned block is recycled only after the copy has run)."""
+        if self.device.type != "cuda":
+            return batch
+        return {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in batch.items()}
 
     def _compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
         if self.loss_fn is None:
