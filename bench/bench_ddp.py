@@ -3,6 +3,7 @@
     python bench/bench_ddp.py --gpus 2
     python bench/bench_ddp.py --gpus 2 --distributed fsdp
     python bench/bench_ddp.py --gpus 2 --distributed fsdp --no-compile
+    python bench/bench_ddp.py --gpus 2 --profile 40:43     # + per-process traces of steps 41-43
 
 Runs the real CLI under torchrun (DDP over NCCL) for a ~100 M-parameter APT (d 768, 12 layers,
 seq 1024, 16 sequences per GPU per micro-batch; one GPU accumulates N micro-batches so both runs
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,8 +36,10 @@ SMOKE_TRAINING = {**TRAINING, "batch_size": 4, "seq_len": 32, "eval_every": 10, 
 
 
 def run(gpus: int, world: int, steps: int, work: Path, smoke: bool, distributed: str = "ddp",
-        compile: bool = True) -> dict:
-    """Train with *gpus* processes; the global batch is always batch_size * *world* sequences."""
+        compile: bool = True, profile: str | None = None, profile_to: Path | None = None) -> dict:
+    """Train with *gpus* processes; the global batch is always batch_size * *world* sequences.
+
+    ``profile`` (START:END) profiles those steps on every process and copies the traces to *profile_to*."""
     config = work / "config.json"
     model, training = (SMOKE_MODEL, SMOKE_TRAINING) if smoke else (MODEL, TRAINING)
     config.write_text(json.dumps({**model, "training": {
@@ -45,12 +49,18 @@ def run(gpus: int, world: int, steps: int, work: Path, smoke: bool, distributed:
                "-m", "apt_core", "train", "--config", str(config), "--out", str(out), "--json",
                "--distributed", distributed]
     command += ["--compile"] if compile and not smoke else []
+    command += ["--profile", profile] if profile else []
     env = {**os.environ, "APT_LOAD_PLUGINS": ""}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{gpus}-GPU run failed:\n{done.stderr[-4000:]}")
     result = json.loads(done.stdout[done.stdout.index("{"):])
     state = json.loads((Path(result["checkpoint"]) / "trainer_state.json").read_text())
+    if profile:
+        shutil.rmtree(profile_to, ignore_errors=True)
+        shutil.copytree(out / "profile", profile_to)
+        print(f"{gpus} GPU(s), rank 0, steps {profile}:\n" + "\n".join(
+            (profile_to / "rank0.txt").read_text().splitlines()[:18]))
     return {"gpus": gpus, "tokens_per_s": state["metrics"]["tokens_per_second"], "train_loss": result["train_loss"],
             "eval_loss": result["eval_loss"], "world_size": state["world_size"],
             "global_batch": state["global_batch_size"], "eval_history": state["eval_history"]}
@@ -64,14 +74,19 @@ def main() -> None:
     parser.add_argument("--distributed", choices=["ddp", "fsdp"], default="ddp",
                         help="how the N-GPU run spreads the model (1 GPU always trains plainly)")
     parser.add_argument("--no-compile", action="store_true", help="train without torch.compile (both runs)")
+    parser.add_argument("--profile", metavar="START:END",
+                        help="also profile these steps (e.g. 40:43, before the timed window) on every process; "
+                             "traces go to bench/profiles/<name>-<N>gpu/ (not kept in git)")
     args = parser.parse_args()
+    name = args.distributed + ("_eager" if args.no_compile else "") + ("_smoke" if args.smoke else "")
+    profiles = Path(__file__).parent / "profiles"
     with tempfile.TemporaryDirectory() as tmp:
-        single = run(1, args.gpus, args.steps, Path(tmp), args.smoke, args.distributed, not args.no_compile)
-        multi = run(args.gpus, args.gpus, args.steps, Path(tmp), args.smoke, args.distributed, not args.no_compile)
+        single, multi = (run(gpus, args.gpus, args.steps, Path(tmp), args.smoke, args.distributed,
+                             not args.no_compile, args.profile, profiles / f"{name}-{gpus}gpu")
+                         for gpus in (1, args.gpus))
     scaling = multi["tokens_per_s"] / single["tokens_per_s"]
     eval_gap = max(abs(m["eval_loss"] - s["eval_loss"]) / s["eval_loss"]
                    for s, m in zip(single["eval_history"], multi["eval_history"]))
-    name = args.distributed + ("_eager" if args.no_compile else "") + ("_smoke" if args.smoke else "")
     path = save(name, {"model": MODEL, "steps": args.steps, "distributed": args.distributed,
                        "compiled": not args.no_compile and not args.smoke, "single": single,
                        "multi": multi, "scaling": scaling, "eval_loss_relative_difference": eval_gap})

@@ -41,12 +41,15 @@ DEFAULT_PROMPT = "ROMEO:"
 @click.option("--distributed", type=click.Choice(["ddp", "fsdp"]),
               help="Under torchrun: ddp (replicate the model) or fsdp (shard it, for models that do not "
                    "fit one card). Default ddp.")
+@click.option("--profile", "profile_window", metavar="START:END",
+              help="Profile steps START+1..END with torch.profiler: a trace and a table of the costliest "
+                   "operations per process in OUT/profile/.")
 @click.option("--prompt", help=f"Prompt for the sample printed at the end (default {DEFAULT_PROMPT!r} "
                                "on the embedded corpus).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON (no progress bar).")
 def train(data_specs, eval_data, text_field, config_name, steps, out_dir, resume, seed, batch_size, grad_accum,
           seq_len, lr, eval_every, save_every, keep_last, tokenizer_path, device, mixed_precision, use_compile,
-          distributed, prompt, as_json) -> None:
+          distributed, profile_window, prompt, as_json) -> None:
     """Train an APT model and save checkpoints to --out.
 
     With no options: the small preset on the embedded Shakespeare corpus, a few minutes on 2 CPU cores.
@@ -69,6 +72,8 @@ def train(data_specs, eval_data, text_field, config_name, steps, out_dir, resume
                  "lr": lr, "eval_every": eval_every, "save_every": save_every, "keep_last": keep_last,
                  "mixed_precision": mixed_precision, "distributed": distributed}
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if profile_window is not None:
+        overrides["profile_steps"] = _parse_window(profile_window)
 
     if resume:
         checkpoint = resolve_checkpoint(run_dir)
@@ -76,6 +81,7 @@ def train(data_specs, eval_data, text_field, config_name, steps, out_dir, resume
         config = APTConfig.from_json_file(checkpoint / "config.json")
         tokenizer = APTTokenizer.from_pretrained(checkpoint)
         training = dict(state.get("args", {}))
+        training.pop("profile_steps", None)  # a profile is asked for per invocation
         training.update(overrides)
         training["resume_from"] = str(run_dir)
         seed = training.get("seed", seed)
@@ -158,6 +164,12 @@ def train(data_specs, eval_data, text_field, config_name, steps, out_dir, resume
         "train_loss": metrics.get("loss"), "eval_loss": metrics.get("eval_loss"),
         "eval_perplexity": metrics.get("eval_perplexity"), "sample": sample,
     }
+    if args.profile_steps:
+        # Rank 0 reports what it wrote (each process writes its own pair of files).
+        written = sorted(str(p) for p in (run_dir / "profile").glob("rank0.*"))
+        if len(written) != 2:
+            raise APTError(f"the profile was not written to {run_dir / 'profile'}")
+        result["profile"] = written
     if as_json:
         print_json(result)
         return
@@ -168,7 +180,20 @@ def train(data_specs, eval_data, text_field, config_name, steps, out_dir, resume
         ("eval perplexity", result["eval_perplexity"]), ("checkpoint", result["checkpoint"]),
     ], title="\ntraining summary")
     click.echo(f"\nsample ({prompt!r}, temperature 0.8):\n{sample}")
+    if args.profile_steps:
+        click.echo(f"\nprofile of steps {args.profile_steps[0] + 1}-{args.profile_steps[1]}: "
+                   f"{', '.join(result['profile'])}")
     click.echo(f"\nnext: apt-model generate {run_dir} {prompt!r}")
+
+
+def _parse_window(text: str) -> list[int]:
+    """``"40:45"`` -> ``[40, 45]`` (TrainingArguments checks the range)."""
+    from apt_core.errors import APTError
+
+    start, sep, end = text.partition(":")
+    if not sep or not start.strip().isdigit() or not end.strip().isdigit():
+        raise APTError(f"--profile takes START:END step numbers, e.g. 40:45; got {text!r}")
+    return [int(start), int(end)]
 
 
 def _sample(model, tokenizer, prompt: str, seed: int) -> str:

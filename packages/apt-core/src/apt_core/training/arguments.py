@@ -59,6 +59,9 @@ class TrainingArguments:
     progress: bool = True
     #: Checkpoint or run directory to continue from.
     resume_from: str | None = None
+    #: ``[start, end]``: profile optimizer steps start+1..end with torch.profiler; every process writes a
+    #: trace and a table of its costliest operations to ``out_dir/profile/`` (see StepProfiler).
+    profile_steps: list[int] | None = None
 
     def __post_init__(self) -> None:
         positive = ("max_steps", "batch_size", "grad_accum_steps", "seq_len", "log_every")
@@ -77,6 +80,14 @@ class TrainingArguments:
             raise APTError(f"mixed_precision must be auto, bf16, fp16 or no, got {self.mixed_precision!r}")
         if self.distributed not in ("ddp", "fsdp"):
             raise APTError(f"distributed must be ddp or fsdp, got {self.distributed!r}")
+        if self.profile_steps is not None:
+            window = list(self.profile_steps)
+            if len(window) != 2 or not all(isinstance(v, int) for v in window) or not 1 <= window[0] < window[1] <= self.max_steps:
+                raise APTError(f"profile_steps must be [start, end] with 1 <= start < end <= max_steps "
+                               f"({self.max_steps}), got {self.profile_steps!r}")
+            if not self.out_dir:
+                raise APTError("profile_steps needs an out_dir to write the profile to")
+            self.profile_steps = window
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingArguments:

@@ -46,6 +46,7 @@ from apt_core.training.fsdp import (
     shard_model,
     sync_replicated_grads,
 )
+from apt_core.training.profiling import StepProfiler
 
 __all__ = ["Trainer", "TrainerState"]
 
@@ -107,6 +108,9 @@ class Trainer:
         self.train_data = self._as_dataset(train_data)
         self.eval_data = self._as_dataset(eval_data) if eval_data is not None else None
         self.out_dir = Path(args.out_dir) if args.out_dir else None
+        if args.profile_steps:
+            self.callbacks.append(StepProfiler(*args.profile_steps, self.out_dir / "profile", self.dist.rank,
+                                               self.device))
         self.state = TrainerState()
         # After sharding: fully_shard replaces the parameters, and the optimizer must hold the shards.
         self.optimizer = self._build_optimizer()

@@ -1,0 +1,77 @@
+"""Profiling a window of training steps: the Trainer option and ``apt-model train --profile``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from apt_core.data import default_corpus_text
+from apt_core.errors import APTError
+from apt_core.model import APTConfig, APTModel
+from apt_core.tokenizer import APTTokenizer
+from apt_core.training import Trainer, TrainingArguments
+from apt_core.training.profiling import StepProfiler
+
+TOKENS = torch.tensor(APTTokenizer.byte_level().encode(default_corpus_text("train")[:20_000]))
+
+
+def arguments(out_dir, **changes):
+    base = dict(max_steps=5, batch_size=2, seq_len=32, warmup_steps=0, progress=False, out_dir=str(out_dir),
+                save_final=False)
+    return TrainingArguments(**{**base, **changes})
+
+
+def test_the_window_is_profiled_and_written(tmp_path, monkeypatch):
+    started = []
+    original = torch.profiler.profile.start
+    monkeypatch.setattr(torch.profiler.profile, "start", lambda self: (started.append(True), original(self))[1])
+    seen_at_start = []
+
+    class WatchStep:  # runs before the profiler (appended after the user's callbacks)
+        def on_step_end(self, trainer):
+            seen_at_start.append((trainer.state.step + 1, len(started)))
+
+    torch.manual_seed(0)
+    trainer = Trainer(APTModel(APTConfig.preset("tiny")), arguments(tmp_path, profile_steps=[2, 4]), TOKENS,
+                      callbacks=[WatchStep()])
+    trainer.train()
+
+    # The window opens at the end of step 2 (so steps 3 and 4 are inside it) and closes after step 4.
+    assert seen_at_start == [(1, 0), (2, 0), (3, 1), (4, 1), (5, 1)]
+    profiler = next(c for c in trainer.callbacks if isinstance(c, StepProfiler))
+    assert profiler._profiler is None  # stopped, not left running for step 5
+    trace_path, table_path = profiler.files
+    assert trace_path == tmp_path / "profile" / "rank0.trace.json"
+    events = json.loads(trace_path.read_text())["traceEvents"]
+    names = {e.get("name") for e in events}
+    assert "aten::mm" in names or "aten::addmm" in names  # the model's matmuls were recorded
+    assert sum(name == "Optimizer.step#AdamW.step" for name in (e.get("name") for e in events)) == 2
+    table = table_path.read_text()
+    assert table.startswith("steps 3-4 (2), rank 0") and "aten::" in table
+
+
+@pytest.mark.parametrize("window", [[0, 2], [3, 3], [4, 2], [2, 6], [1], [1.5, 3]])
+def test_bad_windows_are_one_clear_error(tmp_path, window):
+    with pytest.raises(APTError, match="profile_steps must be"):
+        arguments(tmp_path, profile_steps=window)
+
+
+def test_a_profile_needs_somewhere_to_go():
+    with pytest.raises(APTError, match="needs an out_dir"):
+        TrainingArguments(max_steps=5, profile_steps=[1, 2])
+
+
+def test_cli_profile_option(apt_pm, apt_cli, tmp_path):
+    apt_pm()
+    run = tmp_path / "run"
+    result = apt_cli("train", "--config", "tiny", "--steps", "4", "--profile", "1:3", "--out", str(run), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["profile"] == [str(run / "profile" / "rank0.trace.json"), str(run / "profile" / "rank0.txt")]
+    assert (run / "profile" / "rank0.txt").read_text().startswith("steps 2-3 (2)")
+
+    bad = apt_cli("train", "--config", "tiny", "--steps", "4", "--profile", "1-3", "--out", str(tmp_path / "b"))
+    assert bad.exit_code == 2 and "--profile takes START:END" in bad.stderr
+    assert not (tmp_path / "b").exists()  # refused before anything was written
