@@ -42,6 +42,7 @@ __all__ = [
     "load_checkpoint",
     "load_optimizer_state",
     "read_optimizer_state",
+    "check_param_groups",
     "resolve_checkpoint",
     "list_checkpoints",
     "remove_old_checkpoints",
@@ -305,13 +306,17 @@ def load_optimizer_state(path: str | Path, optimizer: torch.optim.Optimizer,
     directory = Path(path)
     saved = read_optimizer_state(directory, map_location)
     state, groups = saved["state"], saved["param_groups"]
-    own_sizes = [len(g["params"]) for g in optimizer.state_dict()["param_groups"]]
-    if own_sizes != [len(g["params"]) for g in groups]:
-        raise APTError(f"optimizer state in {directory} does not match the model's parameters")
+    check_param_groups(groups, optimizer, directory)
     try:
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, RuntimeError) as exc:
         raise APTError(f"optimizer state in {directory} does not fit: {exc}") from None
+
+
+def check_param_groups(groups: list[dict[str, Any]], optimizer: torch.optim.Optimizer, source: str | Path) -> None:
+    """One APTError line unless saved *groups* hold as many parameters, group by group, as *optimizer*."""
+    if [len(g["params"]) for g in groups] != [len(g["params"]) for g in optimizer.param_groups]:
+        raise APTError(f"optimizer state in {source} does not match the model's parameters")
 
 
 # ---------------------------------------------------------------------------------------- RNG

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from apt_core.errors import APTError
+from apt_core.checkpoint import check_param_groups
 
 __all__ = ["shard_model", "sync_replicated_grads", "full_model_state", "full_optimizer_state", "load_full_state_dicts"]
 
@@ -118,8 +118,7 @@ def load_full_state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer, mo
     model.check_weights(model_state, source)
     names = _param_names(model, optimizer)
     groups = optimizer_state["param_groups"]
-    if [len(g["params"]) for g in groups] != [len(g["params"]) for g in optimizer.param_groups]:
-        raise APTError(f"optimizer state in {source} does not match the model's parameters")
+    check_param_groups(groups, optimizer, source)
     by_name = {"state": {names[i]: values for i, values in optimizer_state["state"].items()},
                "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in groups]}
     options = StateDictOptions(full_state_dict=True)
