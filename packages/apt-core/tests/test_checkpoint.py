@@ -72,6 +72,17 @@ def test_round_trip_model_tokenizer_optimizer(run_dir):
             assert torch.equal(fresh.state_dict()["state"][index][key], tensor)
 
 
+def test_optimizer_state_for_other_parameters_is_one_clear_error(run_dir):
+    loaded = load_checkpoint(run_dir)
+    params = list(loaded.model.parameters())
+    split = torch.optim.AdamW([{"params": params[:3]}, {"params": params[3:]}], lr=1e-3)  # saved: one group
+    before = [p.detach().clone() for p in params]
+    with pytest.raises(APTError, match="does not match the model's parameters"):
+        load_optimizer_state(loaded.path, split)
+    assert split.state_dict()["state"] == {}  # nothing half-loaded
+    assert all(torch.equal(a, b) for a, b in zip(before, params))
+
+
 def test_rng_state_round_trip(run_dir):
     state = capture_rng_state()
     expected = torch.rand(3)
