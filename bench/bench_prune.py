@@ -56,12 +56,14 @@ ARMS = {
     "structured heads+ffn 50% taylor": {"method": "taylor", "sparsity": 0.5, "structured": ("heads", "ffn")},
     "structured heads+ffn 50% taylor global": {"method": "taylor", "sparsity": 0.5, "structured": ("heads", "ffn"),
                                                "scope": "global"},
+    # The autopoietic rank too: its down-projection (d_model -> r) is the one matmul heads+ffn leaves whole.
+    "structured heads+ffn+rank 50%": {"method": "magnitude", "sparsity": 0.5, "structured": ("heads", "ffn", "rank")},
 }
 #: The dense model fine-tuned (plain CE) at the pruned arms' --recovery-lr: a reference, not the control.
 REFERENCE_ARM = "dense at the recovery lr (reference)"
 #: Arms whose latency is measured (structured ones shrink; one masked arm shows masks do not).
 LATENCY_ARMS = ("unstructured magnitude 50%", "structured ffn 50%", "structured heads+ffn 50%",
-                "structured heads+ffn 50% taylor global")
+                "structured heads+ffn 50% taylor global", "structured heads+ffn+rank 50%")
 #: Targets of the issue: minimum speedup, and maximum perplexity ratio to the dense control.
 TARGETS = {
     "structured ffn 50%": {"speedup": 1.3, "ppl_ratio": 1.05},
