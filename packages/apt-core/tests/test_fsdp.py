@@ -22,20 +22,12 @@ from apt_core.training import TrainingArguments
 WORKER = textwrap.dedent(
     """
     import json, sys
-    import torch
     import torch.distributed as dist
-    from apt_core.testing import HookRecorder
-    from apt_core.data import default_corpus_text
-    from apt_core.model import APTConfig, APTModel
-    from apt_core.tokenizer import APTTokenizer
+    from apt_core.testing import HookRecorder, tiny_training_inputs
     from apt_core.training import Trainer, TrainingArguments
 
     out, options = sys.argv[1], json.loads(sys.argv[2])
-    tok = APTTokenizer.byte_level()
-    data = torch.tensor(tok.encode(default_corpus_text("train")[:20000]))
-    evals = torch.tensor(tok.encode(default_corpus_text("eval")[:3000]))
-    torch.manual_seed(0)
-    model = APTModel(APTConfig.preset("tiny"))
+    tok, data, evals, model = tiny_training_inputs()
     rec = HookRecorder()
     args = TrainingArguments(max_steps=5, seq_len=32, lr=3e-3, warmup_steps=1, log_every=1, progress=False,
                              eval_every=2, save_every=3, **options)

@@ -12,7 +12,8 @@ Installed with apt-core as a pytest plugin (entry point ``pytest11``), so any te
     Path of a tiny trained-for-zero-steps APT checkpoint (byte-level tokenizer), made once per session.
 
 and the helpers :func:`run_workers`, which runs a script as one process or as N ``torchrun`` processes,
-and :class:`HookRecorder`, a stand-in hook relay that records what the Trainer calls.
+:func:`tiny_training_inputs`, what such a script trains, and :class:`HookRecorder`, a stand-in hook
+relay that records what the Trainer calls.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import pytest
 
 from .plugins import make_plugin_manager, set_plugin_manager
 
-__all__ = ["CLIResult", "HookRecorder", "run_cli", "run_workers", "apt_pm", "apt_cli", "tiny_checkpoint", "make_tiny_checkpoint"]
+__all__ = ["CLIResult", "HookRecorder", "run_cli", "run_workers", "tiny_training_inputs", "apt_pm", "apt_cli",
+           "tiny_checkpoint", "make_tiny_checkpoint"]
 
 
 @dataclass
@@ -92,6 +94,23 @@ class HookRecorder:
     def final(self) -> dict:
         """The metrics of the last ``apt_train_end`` call."""
         return next(kwargs["metrics"] for name, kwargs in reversed(self.calls) if name == "apt_train_end")
+
+
+def tiny_training_inputs(train_chars: int = 20_000, eval_chars: int = 3_000):
+    """``(tokenizer, train tokens, eval tokens, model)`` for a small, deterministic training run: the
+    byte-level tokenizer, the head of the embedded corpus's train and eval splits, and the tiny preset
+    seeded with 0. Every process of a torchrun test worker builds the same ones."""
+    import torch
+
+    from .data import default_corpus_text
+    from .model import APTConfig, APTModel
+    from .tokenizer import APTTokenizer
+
+    tokenizer = APTTokenizer.byte_level()
+    train = torch.tensor(tokenizer.encode(default_corpus_text("train")[:train_chars]))
+    evals = torch.tensor(tokenizer.encode(default_corpus_text("eval")[:eval_chars]))
+    torch.manual_seed(0)
+    return tokenizer, train, evals, APTModel(APTConfig.preset("tiny"))
 
 
 def run_workers(script: str | Path, *args: str, nproc: int = 1, cwd: str | Path | None = None,
