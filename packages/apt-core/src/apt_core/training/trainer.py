@@ -164,14 +164,20 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            # No buffer broadcast before each forward: APT's buffers are constant position tables.
-            model = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+            options = {}
             if self.args.compile:
                 # One graph for the whole DDP step. By default dynamo splits the graph at every
                 # gradient bucket so all-reduce overlaps the backward; on 2 H200s those split graphs
-                # lost more fusion than the overlap won (1.27x vs 1.83x tokens/s over one GPU), and
-                # compiling the model inside DDP was no better (1.32x). bench/bench_ddp.py measures it.
+                # lost more fusion than the overlap won (0.77x the tokens/s of one graph).
                 torch._dynamo.config.optimize_ddp = False
+                # With one backward graph every gradient is ready at once, so buckets overlap nothing:
+                # one bucket for the whole model is one all-reduce a step instead of ~14 waiting on
+                # each other. README "Two GPUs" has the measurements (bench/bench_ddp.py).
+                options["bucket_cap_mb"] = 1024
+            # Gradients live in DDP's bucket (no copies in and out of it), and no buffer broadcast
+            # before each forward: APT's buffers are constant position tables.
+            model = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False,
+                                            gradient_as_bucket_view=True, **options)
         # FSDP: the model is already sharded (in __init__), so compiling here compiles the sharded model.
         return torch.compile(model) if self.args.compile else model
 
