@@ -5,16 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
-from apt_core.data import default_corpus_text
 from apt_core.errors import APTError
-from apt_core.model import APTConfig, APTModel
-from apt_core.tokenizer import APTTokenizer
+from apt_core.testing import tiny_training_inputs
 from apt_core.training import Trainer, TrainingArguments
 from apt_core.training.profiling import StepProfiler
-
-TOKENS = torch.tensor(APTTokenizer.byte_level().encode(default_corpus_text("train")[:20_000]))
 
 
 def arguments(out_dir, **changes):
@@ -31,9 +26,8 @@ def test_the_window_is_profiled_and_written(tmp_path):
             profiler = next(c for c in trainer.callbacks if isinstance(c, StepProfiler))
             seen.append((trainer.state.step + 1, profiler._profiler is not None))
 
-    torch.manual_seed(0)
-    trainer = Trainer(APTModel(APTConfig.preset("tiny")), arguments(tmp_path, profile_steps=[2, 4]), TOKENS,
-                      callbacks=[WatchStep()])
+    _, tokens, _, model = tiny_training_inputs()
+    trainer = Trainer(model, arguments(tmp_path, profile_steps=[2, 4]), tokens, callbacks=[WatchStep()])
     trainer.train()
 
     # The window opens at the end of step 2, so steps 3 and 4 run inside it, and closes after step 4.

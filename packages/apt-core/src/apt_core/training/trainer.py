@@ -383,7 +383,7 @@ class Trainer:
             real = b < n_batches
             start = b * size if real else 0
             items = [self.eval_data[i] for i in range(start, min(start + size, len(self.eval_data)))]
-            batch = {k: v.to(self.device) for k, v in collate(items).items()}
+            batch = self._to_device(collate(items))
             with self._autocast():
                 out = self.model(batch["input_ids"], labels=batch["labels"], attention_mask=batch.get("attention_mask"))
             if real:
