@@ -8,8 +8,9 @@
 
 Setup (every number is a flag):
 1. Latency model: an APT model wide enough that matmuls dominate on a CPU (d_model 512, 4 layers, 8 heads,
-   d_ff 2048, byte-level tokenizer; on an H200 that is too small for pruning to show, so time a wider
-   one there with ``--skip-quality --d-model 1024 --layers 8 --heads 16 --d-ff 4096``). Quality model: the same shape, or on CPU narrower by
+   d_ff 2048, byte-level tokenizer). On an H200 that is too small for pruning to show: time a wider one
+   there with ``--skip-quality --d-model 2048 --layers 8 --heads 16 --d-ff 8192`` (or d 1024, d_ff 4096).
+   Quality model: the same shape, or on CPU narrower by
    ``--quality-scale`` (0.25: d_model 128, d_ff 512), because 2 cores cannot train the wide one in
    30 minutes. It is trained ``--pretrain-steps`` on the embedded corpus through the core Trainer:
    that is "the dense model".
