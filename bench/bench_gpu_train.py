@@ -4,19 +4,23 @@
     python bench/bench_gpu_train.py --arms apt,llama --no-eager
     python bench/bench_gpu_train.py --arms apt,llama --no-eager --mode reduce-overhead   # CUDA graphs
     python bench/bench_gpu_train.py --arms apt,apt-no-autopoietic --no-eager --profile 15
+    python bench/bench_gpu_train.py --arms gpt,llama,apt --no-eager --repeat 5   # interleaved rounds, medians
     python bench/bench_gpu_train.py --smoke            # tiny shapes on CPU, to check the script runs
 
 Every arm uses fused AdamW, bf16 autocast, the model's own loss, and is timed after warm-up (so
 compile time is excluded). MFU = 6 * N * tokens/s / (bf16 matmul ceiling measured in the same run).
 The ablation arms switch APT's own parts off to show what they cost; ``apt-rope`` is APT with the
 presets' rotary positions. ``host ms`` is the time Python takes to launch a step: close to ``step ms``
-means the GPU waits on the host. Results: bench/results/gpu_train.json (``--name`` to change).
+means the GPU waits on the host. ``--repeat N`` runs every arm N times in interleaved rounds and reports
+medians, with ratios taken within each round: the card's speed drifts by a few per cent between runs, and
+arms timed next to each other drift together. Results: bench/results/gpu_train.json (``--name`` to change).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 
 import torch
@@ -164,6 +168,7 @@ def main() -> None:
                         help="torch.compile mode for every compiled arm (reduce-overhead = CUDA graphs)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="also print each compiled arm's N most expensive GPU kernels (ms per step)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N", help="interleaved rounds; medians are reported")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, CPU allowed")
     parser.add_argument("--name", default="gpu_train")
     args = parser.parse_args()
@@ -177,30 +182,47 @@ def main() -> None:
         shape = dict(d=64, layers=2, heads=4, d_ff=160, vocab=512, seq=64, batch=2)
         args.steps, args.warmup = 2, 1
     ceiling = matmul_ceiling(device) if device.type == "cuda" else float("nan")
+    mode = None if args.mode in (None, "default") else args.mode
     runs = []
-    for arm in args.arms.split(","):
-        modes = [True] if args.no_eager or arm not in args.eager_arms.split(",") else [False, True]
-        for compiled in modes:
-            mode = None if args.mode in (None, "default") else args.mode
-            result = run_arm(arm, compiled, shape, args.steps, args.warmup, device, mode,
-                             args.profile if compiled else 0)
-            result["mfu"] = 6 * result["params_M"] * 1e6 * result["tokens_per_s"] / ceiling
-            runs.append(result)
-            print(f"{arm:20s} compiled={compiled!s:5s} {result['tokens_per_s']:>12,.0f} tok/s", flush=True)
-            for name, ms in result["top_kernels_ms"] or ():
-                print(f"    {ms:8.3f} ms  {name[:100]}")
+    for round_ in range(args.repeat):
+        for arm in args.arms.split(","):
+            modes = [True] if args.no_eager or arm not in args.eager_arms.split(",") else [False, True]
+            for compiled in modes:
+                result = run_arm(arm, compiled, shape, args.steps, args.warmup, device, mode,
+                                 args.profile if compiled else 0)
+                result["mfu"] = 6 * result["params_M"] * 1e6 * result["tokens_per_s"] / ceiling
+                result["round"] = round_
+                runs.append(result)
+                print(f"round {round_} {arm:20s} compiled={compiled!s:5s} {result['tokens_per_s']:>12,.0f} tok/s", flush=True)
+                for name, ms in result["top_kernels_ms"] or ():
+                    print(f"    {ms:8.3f} ms  {name[:100]}")
 
-    def rate(arm, compiled=True):
-        return next((r["tokens_per_s"] for r in runs if r["arm"] == arm and r["compiled"] == compiled), math.nan)
+    def rate(arm, round_):
+        return next((r["tokens_per_s"] for r in runs if r["arm"] == arm and r["compiled"] and r["round"] == round_),
+                    math.nan)
 
-    ratios = {"apt_vs_llama_compiled": rate("apt") / rate("llama"), "apt_vs_gpt_compiled": rate("apt") / rate("gpt")}
-    path = save(args.name, {"shape": shape, "steps": args.steps, "matmul_ceiling_tflops": ceiling / 1e12,
-                            "runs": runs, "ratios": ratios})
-    rows = [{"arm": r["arm"], "mode": ("compile" if r["mode"] == "default" else r["mode"]) if r["compiled"] else "eager", "params M": f"{r['params_M']:.1f}",
-             "tokens/s": f"{r['tokens_per_s']:,.0f}", "step ms": f"{r['step_ms']:.1f}", "host ms": f"{r['host_ms']:.1f}",
-             "peak GiB": f"{r['peak_mem_GiB']:.1f}", "MFU": f"{r['mfu']:.2f}"} for r in runs]
+    def ratio(a, b):
+        return statistics.median(rate(a, k) / rate(b, k) for k in range(args.repeat))
+
+    ratios = {"apt_vs_llama_compiled": ratio("apt", "llama"), "apt_vs_gpt_compiled": ratio("apt", "gpt")}
+    if args.repeat > 1:
+        ratios["apt_vs_llama_compiled_per_round"] = [rate("apt", k) / rate("llama", k) for k in range(args.repeat)]
+    path = save(args.name, {"shape": shape, "steps": args.steps, "repeat": args.repeat,
+                            "matmul_ceiling_tflops": ceiling / 1e12, "runs": runs, "ratios": ratios})
+    rows = []
+    for first in (r for r in runs if r["round"] == 0):
+        same = [r for r in runs if r["arm"] == first["arm"] and r["compiled"] == first["compiled"]]
+        med = {key: statistics.median(r[key] for r in same)
+               for key in ("tokens_per_s", "step_ms", "host_ms", "peak_mem_GiB", "mfu")}
+        spread = f" ({min(r['tokens_per_s'] for r in same):,.0f}-{max(r['tokens_per_s'] for r in same):,.0f})"
+        rows.append({"arm": first["arm"], "params M": f"{first['params_M']:.1f}",
+                     "mode": (first["mode"].replace("default", "compile") if first["compiled"] else "eager"),
+                     "tokens/s": f"{med['tokens_per_s']:,.0f}" + (spread if args.repeat > 1 else ""),
+                     "step ms": f"{med['step_ms']:.1f}", "host ms": f"{med['host_ms']:.1f}",
+                     "peak GiB": f"{med['peak_mem_GiB']:.1f}", "MFU": f"{med['mfu']:.2f}"})
     print(f"\nbf16 matmul ceiling {ceiling / 1e12:.0f} TFLOP/s; shape {shape}; saved {path}")
-    print(f"APT/Llama (compiled) {ratios['apt_vs_llama_compiled']:.2f}x, APT/GPT (compiled) {ratios['apt_vs_gpt_compiled']:.2f}x")
+    print(f"APT/Llama (compiled) {ratios['apt_vs_llama_compiled']:.3f}x, APT/GPT (compiled) "
+          f"{ratios['apt_vs_gpt_compiled']:.3f}x" + (f" (medians of {args.repeat} rounds)" if args.repeat > 1 else ""))
     print(table(rows, ["arm", "mode", "params M", "tokens/s", "step ms", "host ms", "peak GiB", "MFU"]))
 
 
