@@ -172,8 +172,8 @@ class APTAttention(nn.Module):
 
         The gate alone is a 12-wide matmul whose forward and backward GEMMs ran at a fraction of the
         card's speed; stacked under the rank-r down-projection (zero rows pad the output to a multiple
-        of 8, so bf16 rows stay 16-byte aligned) the autopoietic term trains ~2 % faster on an H200
-        (bench/results/gpu_train.json). The gate bias rides in the GEMM's bias: adding it afterwards to
+        of 8, so bf16 rows stay 16-byte aligned) the model trains ~2 % faster on an H200 (README,
+        Performance). The gate bias rides in the GEMM's bias: adding it afterwards to
         the slice that feeds the prefix scan hits a torch.compile (inductor) codegen error. Modules with
         hooks are called as modules, so observers (the prune plugin's calibration, torch-pruning's
         tracer) still see their inputs and outputs."""
