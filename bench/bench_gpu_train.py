@@ -10,10 +10,11 @@
 Every arm uses fused AdamW, bf16 autocast, the model's own loss, and is timed after warm-up (so
 compile time is excluded). MFU = 6 * N * tokens/s / (bf16 matmul ceiling measured in the same run).
 The ablation arms switch APT's own parts off to show what they cost; ``apt-rope`` is APT with the
-presets' rotary positions. ``host ms`` is the time Python takes to launch a step: close to ``step ms``
-means the GPU waits on the host. ``--repeat N`` runs every arm N times in interleaved rounds and reports
-medians, with ratios taken within each round: the card's speed drifts by a few per cent between runs, and
-arms timed next to each other drift together. Results: bench/results/gpu_train.json (``--name`` to change).
+presets' rotary positions; ``apt-same-params`` narrows APT's FFN so that it has Llama's parameter count.
+``host ms`` is the time Python takes to launch a step: close to ``step ms`` means the GPU waits on the host.
+``--repeat N`` runs every arm N times in interleaved rounds and reports medians, with ratios taken within
+each round: the card's speed drifts by a few per cent between runs, and arms timed next to each other
+drift together. Results: bench/results/gpu_train.json (``--name`` to change).
 """
 
 from __future__ import annotations
@@ -72,11 +73,20 @@ def build(arm: str, shape: dict) -> nn.Module:
         return LlamaForCausalLM(config)
     from apt_core import APTConfig, APTModel
 
+    config = APTConfig(vocab_size=vocab, d_model=d, n_layers=layers, n_heads=heads, d_ff=shape["d_ff"], max_seq_len=seq)
     switches = {"apt": {}, "apt-no-autopoietic": {"autopoietic": False}, "apt-no-left-spin": {"left_spin": False},
                 "apt-plain": {"autopoietic": False, "left_spin": False},
-                "apt-rope": {"position_encoding": "rope"}}[arm]
-    return APTModel(APTConfig(vocab_size=vocab, d_model=d, n_layers=layers, n_heads=heads, d_ff=shape["d_ff"],
-                              max_seq_len=seq, **switches))
+                "apt-rope": {"position_encoding": "rope"},
+                "apt-same-params": {"d_ff": same_params_d_ff(config)}}[arm]
+    return APTModel(config.replace(**switches))
+
+
+def same_params_d_ff(config) -> int:
+    """The FFN width at which APT has as many parameters as the Llama arm: without its autopoietic term APT
+    has exactly Llama's layout and count, so the term's parameters come out of the FFN (3 matrices of
+    d_model x d_ff per layer), rounded to a multiple of 64."""
+    extra = config.num_parameters() - config.replace(autopoietic=False).num_parameters()
+    return config.d_ff - 64 * round(extra / (3 * config.d_model * config.n_layers * 64))
 
 
 def matmul_ceiling(device: torch.device, n: int = 8192, reps: int = 30) -> float:
@@ -159,7 +169,7 @@ def run_arm(arm: str, compiled: bool, shape: dict, steps: int, warmup: int, devi
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arms", default="gpt,llama,apt,apt-no-autopoietic,apt-no-left-spin,apt-plain")
+    parser.add_argument("--arms", default="gpt,llama,apt,apt-no-autopoietic,apt-no-left-spin,apt-plain,apt-same-params")
     parser.add_argument("--no-eager", action="store_true", help="compiled runs only")
     parser.add_argument("--eager-arms", default="gpt,llama,apt", help="arms also run without torch.compile")
     parser.add_argument("--steps", type=int, default=20)
@@ -204,7 +214,8 @@ def main() -> None:
     def ratio(a, b):
         return statistics.median(rate(a, k) / rate(b, k) for k in range(args.repeat))
 
-    ratios = {"apt_vs_llama_compiled": ratio("apt", "llama"), "apt_vs_gpt_compiled": ratio("apt", "gpt")}
+    ratios = {"apt_vs_llama_compiled": ratio("apt", "llama"), "apt_vs_gpt_compiled": ratio("apt", "gpt"),
+              "apt_same_params_vs_llama_compiled": ratio("apt-same-params", "llama")}
     if args.repeat > 1:
         ratios["apt_vs_llama_compiled_per_round"] = [rate("apt", k) / rate("llama", k) for k in range(args.repeat)]
     path = save(args.name, {"shape": shape, "steps": args.steps, "repeat": args.repeat,
@@ -222,7 +233,8 @@ def main() -> None:
                      "peak GiB": f"{med['peak_mem_GiB']:.1f}", "MFU": f"{med['mfu']:.2f}"})
     print(f"\nbf16 matmul ceiling {ceiling / 1e12:.0f} TFLOP/s; shape {shape}; saved {path}")
     print(f"APT/Llama (compiled) {ratios['apt_vs_llama_compiled']:.3f}x, APT/GPT (compiled) "
-          f"{ratios['apt_vs_gpt_compiled']:.3f}x" + (f" (medians of {args.repeat} rounds)" if args.repeat > 1 else ""))
+          f"{ratios['apt_vs_gpt_compiled']:.3f}x, APT with Llama's parameter count / Llama "
+          f"{ratios['apt_same_params_vs_llama_compiled']:.3f}x" + (f" (medians of {args.repeat} rounds)" if args.repeat > 1 else ""))
     print(table(rows, ["arm", "mode", "params M", "tokens/s", "step ms", "host ms", "peak GiB", "MFU"]))
 
 
