@@ -168,17 +168,19 @@ class APTAttention(nn.Module):
         return self.out(o.reshape(bsz, seq, inner))
 
     def _ap_projections(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(ap_down(x), ap_gate(x))``, as one matmul over the stacked weights.
+        """``(ap_down(x), ap_gate(x))``; when gradients are needed, one matmul over the stacked weights.
 
         The gate alone is a 12-wide matmul whose forward and backward GEMMs ran at a fraction of the
         card's speed; stacked under the rank-r down-projection (zero rows pad the output to a multiple
         of 8, so bf16 rows stay 16-byte aligned) the model trains ~2 % faster on an H200 (README,
-        Performance). The gate bias rides in the GEMM's bias: adding it afterwards to
-        the slice that feeds the prefix scan hits a torch.compile (inductor) codegen error. Modules with
-        hooks are called as modules, so observers (the prune plugin's calibration, torch-pruning's
-        tracer) still see their inputs and outputs."""
+        Performance). The gate bias rides in the GEMM's bias: adding it afterwards to the slice that
+        feeds the prefix scan hits a torch.compile (inductor) codegen error. Without gradients (eval,
+        generation) the backward saving is gone and stacking the weights on every call made CPU decoding
+        slower, so the modules are called. They are also called when a hook observes either, so
+        observers (the prune plugin's calibration, torch-pruning's tracer) see their inputs and outputs."""
         down, gate = self.ap_down, self.ap_gate
-        if down._forward_hooks or down._forward_pre_hooks or gate._forward_hooks or gate._forward_pre_hooks:
+        hooked = down._forward_hooks or down._forward_pre_hooks or gate._forward_hooks or gate._forward_pre_hooks
+        if hooked or not torch.is_grad_enabled():
             return down(x), gate(x)
         rank, heads = down.out_features, gate.out_features
         pad = -(rank + heads) % 8
