@@ -176,7 +176,7 @@ class APTAttention(nn.Module):
         Performance). The gate bias rides in the GEMM's bias: adding it afterwards to the slice that
         feeds the prefix scan hits a torch.compile (inductor) codegen error. Without gradients (eval,
         generation) the backward saving is gone and stacking the weights on every call made CPU decoding
-        slower, so the modules are called. They are also called when a hook observes either, so
+        1-5 % slower, so the modules are called. They are also called when a hook observes either, so
         observers (the prune plugin's calibration, torch-pruning's tracer) see their inputs and outputs."""
         down, gate = self.ap_down, self.ap_gate
         hooked = down._forward_hooks or down._forward_pre_hooks or gate._forward_hooks or gate._forward_pre_hooks
