@@ -11,7 +11,8 @@ Every arm uses fused AdamW, bf16 autocast, the model's own loss, and is timed af
 compile time is excluded). MFU = 6 * N * tokens/s / (bf16 matmul ceiling measured in the same run).
 The ablation arms switch APT's own parts off to show what they cost; ``apt-rope`` is APT with the
 presets' rotary positions; ``apt-same-params`` narrows APT's FFN so that it has Llama's parameter count.
-``host ms`` is the time Python takes to launch a step: close to ``step ms`` means the GPU waits on the host.
+``launch ms`` is the time Python takes to launch one step while the GPU is idle (median of 5): the closer
+it comes to ``step ms``, the more a slower host (another machine, a busy core) turns into a slower step.
 ``--repeat N`` runs every arm N times in interleaved rounds and reports medians, with ratios taken within
 each round: the card's speed drifts by a few per cent between runs, and arms timed next to each other
 drift together. Results: bench/results/gpu_train.json (``--name`` to change).
@@ -64,19 +65,19 @@ def build(arm: str, shape: dict) -> nn.Module:
     d, layers, heads, vocab, seq = shape["d"], shape["layers"], shape["heads"], shape["vocab"], shape["seq"]
     if arm == "gpt":
         return MinimalGPT(vocab, d, layers, heads, 4 * d, seq)
-    if arm == "llama":
+    if arm in ("llama", "llama-no-cache"):
         from transformers import LlamaConfig, LlamaForCausalLM
 
         config = LlamaConfig(vocab_size=vocab, hidden_size=d, intermediate_size=shape["d_ff"], num_hidden_layers=layers,
                              num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=seq,
-                             tie_word_embeddings=True, attn_implementation="sdpa")
+                             tie_word_embeddings=True, attn_implementation="sdpa", use_cache=arm == "llama")
         return LlamaForCausalLM(config)
     from apt_core import APTConfig, APTModel
 
     config = APTConfig(vocab_size=vocab, d_model=d, n_layers=layers, n_heads=heads, d_ff=shape["d_ff"], max_seq_len=seq)
     switches = {"apt": {}, "apt-no-autopoietic": {"autopoietic": False}, "apt-no-left-spin": {"left_spin": False},
                 "apt-plain": {"autopoietic": False, "left_spin": False},
-                "apt-rope": {"position_encoding": "rope"},
+                "apt-rope": {"position_encoding": "rope"}, "apt-with-logits": {},
                 "apt-same-params": {"d_ff": same_params_d_ff(config)}}[arm]
     return APTModel(config.replace(**switches))
 
@@ -87,6 +88,11 @@ def same_params_d_ff(config) -> int:
     d_model x d_ff per layer), rounded to a multiple of 64."""
     extra = config.num_parameters() - config.replace(autopoietic=False).num_parameters()
     return config.d_ff - 64 * round(extra / (3 * config.d_model * config.n_layers * 64))
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def matmul_ceiling(device: torch.device, n: int = 8192, reps: int = 30) -> float:
@@ -132,11 +138,14 @@ def run_arm(arm: str, compiled: bool, shape: dict, steps: int, warmup: int, devi
     batch = torch.randint(0, shape["vocab"], (shape["batch"], shape["seq"]), device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
+    # Each model is called as its own training loop calls it: APT as the Trainer does, for the loss alone.
+    loss_only = {"return_logits": False} if arm.startswith("apt") and arm != "apt-with-logits" else {}
+
     def step():
         if cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         with autocast:
-            loss = step_model(input_ids=batch, labels=batch).loss
+            loss = step_model(input_ids=batch, labels=batch, **loss_only).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -144,17 +153,20 @@ def run_arm(arm: str, compiled: bool, shape: dict, steps: int, warmup: int, devi
 
     for _ in range(warmup):
         step()
+    launches = []
+    for _ in range(5):
+        synchronize(device)
+        start = time.perf_counter()
+        step()
+        launches.append(time.perf_counter() - start)
+    synchronize(device)
     if device.type == "cuda":
-        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     for _ in range(steps):
         loss = step()
-    # Host time to launch the steps: when it nears step_ms the GPU waits on Python (launch-bound).
-    launched = time.perf_counter() - start
     final_loss = loss.item()  # the only host sync in the timed loop
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     elapsed = time.perf_counter() - start
     tokens = shape["batch"] * shape["seq"] * steps
     kernels = kernel_profile(step, profile) if profile and device.type == "cuda" else None
@@ -163,7 +175,7 @@ def run_arm(arm: str, compiled: bool, shape: dict, steps: int, warmup: int, devi
         torch.cuda.empty_cache()
     torch._dynamo.reset()
     return {"arm": arm, "compiled": compiled, "params_M": params / 1e6, "tokens_per_s": tokens / elapsed,
-            "step_ms": 1e3 * elapsed / steps, "host_ms": 1e3 * launched / steps, "peak_mem_GiB": peak,
+            "step_ms": 1e3 * elapsed / steps, "launch_ms": 1e3 * statistics.median(launches), "peak_mem_GiB": peak,
             "loss": final_loss, "mode": mode or "default", "top_kernels_ms": kernels}
 
 
@@ -224,18 +236,18 @@ def main() -> None:
     for first in (r for r in runs if r["round"] == 0):
         same = [r for r in runs if r["arm"] == first["arm"] and r["compiled"] == first["compiled"]]
         med = {key: statistics.median(r[key] for r in same)
-               for key in ("tokens_per_s", "step_ms", "host_ms", "peak_mem_GiB", "mfu")}
+               for key in ("tokens_per_s", "step_ms", "launch_ms", "peak_mem_GiB", "mfu")}
         spread = f" ({min(r['tokens_per_s'] for r in same):,.0f}-{max(r['tokens_per_s'] for r in same):,.0f})"
         rows.append({"arm": first["arm"], "params M": f"{first['params_M']:.1f}",
                      "mode": (first["mode"].replace("default", "compile") if first["compiled"] else "eager"),
                      "tokens/s": f"{med['tokens_per_s']:,.0f}" + (spread if args.repeat > 1 else ""),
-                     "step ms": f"{med['step_ms']:.1f}", "host ms": f"{med['host_ms']:.1f}",
+                     "step ms": f"{med['step_ms']:.1f}", "launch ms": f"{med['launch_ms']:.1f}",
                      "peak GiB": f"{med['peak_mem_GiB']:.1f}", "MFU": f"{med['mfu']:.2f}"})
     print(f"\nbf16 matmul ceiling {ceiling / 1e12:.0f} TFLOP/s; shape {shape}; saved {path}")
     print(f"APT/Llama (compiled) {ratios['apt_vs_llama_compiled']:.3f}x, APT/GPT (compiled) "
           f"{ratios['apt_vs_gpt_compiled']:.3f}x, APT with Llama's parameter count / Llama "
           f"{ratios['apt_same_params_vs_llama_compiled']:.3f}x" + (f" (medians of {args.repeat} rounds)" if args.repeat > 1 else ""))
-    print(table(rows, ["arm", "mode", "params M", "tokens/s", "step ms", "host ms", "peak GiB", "MFU"]))
+    print(table(rows, ["arm", "mode", "params M", "tokens/s", "step ms", "launch ms", "peak GiB", "MFU"]))
 
 
 if __name__ == "__main__":

@@ -83,6 +83,21 @@ def test_output_fields_and_loss_is_shifted_cross_entropy():
     assert model(ids).loss is None and model(ids).hidden_states is None
 
 
+def test_loss_alone_has_the_same_loss_and_gradients_without_logits():
+    ids = torch.randint(4, 260, (2, 12))
+    grads = []
+    for return_logits in (True, False):
+        model = tiny()
+        out = model(ids, labels=ids, return_logits=return_logits)
+        assert (out.logits is None) is (not return_logits)
+        out.loss.backward()
+        grads.append((out.loss.detach(), [p.grad for p in model.parameters()]))
+    (loss_full, g_full), (loss_alone, g_alone) = grads
+    assert torch.equal(loss_full, loss_alone)
+    assert all(torch.equal(a, b) for a, b in zip(g_full, g_alone))
+    assert tiny()(ids, return_logits=False).logits.shape == (2, 12, 260)  # without labels there is no loss to return
+
+
 def test_switches_remove_parameters_and_change_outputs():
     ids = torch.randint(4, 260, (1, 10))
     full, plain = tiny(), tiny(autopoietic=False, left_spin=False)

@@ -125,6 +125,26 @@ def test_grad_accumulation_matches_a_larger_batch():
         assert torch.allclose(p1, p2, atol=1e-5)
 
 
+def test_default_loss_asks_an_apt_model_for_the_loss_alone():
+    seen = []
+    model = make_model()
+    model.register_forward_pre_hook(lambda module, a, kw: seen.append(kw.get("return_logits")), with_kwargs=True)
+    Trainer(model, args(max_steps=2), TRAIN, hook=HookRecorder()).train()
+    assert seen == [False, False]
+
+    class LossOnly(torch.nn.Module):  # any other model keeps the plain (input_ids, labels, attention_mask) call
+        def __init__(self):
+            super().__init__()
+            self.inner = make_model()
+
+        def forward(self, input_ids, labels=None, attention_mask=None):
+            return self.inner(input_ids, labels=labels, attention_mask=attention_mask)
+
+    rec = HookRecorder()
+    Trainer(LossOnly(), args(max_steps=2), TRAIN, hook=rec).train()
+    assert len(rec.losses) == 2
+
+
 def test_custom_loss_fn_and_callbacks():
     calls = {"loss": 0, "callback": []}
 

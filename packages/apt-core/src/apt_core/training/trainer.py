@@ -317,7 +317,9 @@ class Trainer:
     def _compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
         if self.loss_fn is None:
             mask = batch.get("attention_mask")
-            out = self.wrapped_model(batch["input_ids"], labels=batch["labels"], attention_mask=mask)
+            # An APTModel is asked for the loss alone (no logits to carry through a compiled backward).
+            loss_only = {"return_logits": False} if isinstance(self.model, APTModel) else {}
+            out = self.wrapped_model(batch["input_ids"], labels=batch["labels"], attention_mask=mask, **loss_only)
             return out.loss, {}
         result = self.loss_fn(self.wrapped_model, batch)
         if isinstance(result, tuple):
