@@ -11,6 +11,9 @@ Every arm uses fused AdamW, bf16 autocast, the model's own loss, and is timed af
 compile time is excluded). MFU = 6 * N * tokens/s / (bf16 matmul ceiling measured in the same run).
 The ablation arms switch APT's own parts off to show what they cost; ``apt-rope`` is APT with the
 presets' rotary positions; ``apt-same-params`` narrows APT's FFN so that it has Llama's parameter count.
+Each model is called as its training loop calls it: the APT arms as the Trainer does, for the loss alone
+(``return_logits=False``), except ``apt-with-logits``; ``llama`` is the stock config, ``llama-no-cache`` the
+same with ``use_cache=False`` (no KV cache built in training).
 ``launch ms`` is the time Python takes to launch one step while the GPU is idle (median of 5): the closer
 it comes to ``step ms``, the more a slower host (another machine, a busy core) turns into a slower step.
 ``--repeat N`` runs every arm N times in interleaved rounds and reports medians, with ratios taken within
@@ -181,7 +184,7 @@ def run_arm(arm: str, compiled: bool, shape: dict, steps: int, warmup: int, devi
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arms", default="gpt,llama,apt,apt-no-autopoietic,apt-no-left-spin,apt-plain,apt-same-params")
+    parser.add_argument("--arms", default="gpt,llama,llama-no-cache,apt,apt-no-autopoietic,apt-no-left-spin,apt-plain,apt-same-params")
     parser.add_argument("--no-eager", action="store_true", help="compiled runs only")
     parser.add_argument("--eager-arms", default="gpt,llama,apt", help="arms also run without torch.compile")
     parser.add_argument("--steps", type=int, default=20)
