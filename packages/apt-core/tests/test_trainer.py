@@ -132,7 +132,7 @@ def test_default_loss_asks_an_apt_model_for_the_loss_alone():
     Trainer(model, args(max_steps=2), TRAIN, hook=HookRecorder()).train()
     assert seen == [False, False]
 
-    class LossOnly(torch.nn.Module):  # any other model keeps the plain (input_ids, labels, attention_mask) call
+    class PlainModule(torch.nn.Module):  # any other model keeps the plain (input_ids, labels, attention_mask) call
         def __init__(self):
             super().__init__()
             self.inner = make_model()
@@ -141,7 +141,7 @@ def test_default_loss_asks_an_apt_model_for_the_loss_alone():
             return self.inner(input_ids, labels=labels, attention_mask=attention_mask)
 
     rec = HookRecorder()
-    Trainer(LossOnly(), args(max_steps=2), TRAIN, hook=rec).train()
+    Trainer(PlainModule(), args(max_steps=2), TRAIN, hook=rec).train()
     assert len(rec.losses) == 2
 
 
